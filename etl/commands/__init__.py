@@ -1,0 +1,1 @@
+"""One module per area; each exposes register(subparsers) and keeps heavy imports inside handlers."""

@@ -1,0 +1,134 @@
+"""Settings from the environment (MONETL_*). Defaults are the local single-machine stack.
+
+Secrets (passwords, tokens, API keys) are held in `Secret` so that printing a
+Settings object, logging it or putting it in an error message never shows them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from etl.errors import ConfigError
+
+
+class Secret(str):
+    """A str whose repr/str never reveal the value; use .reveal() at the one place it is sent."""
+
+    def __repr__(self) -> str:
+        return "Secret('***')" if self else "Secret('')"
+
+    def __str__(self) -> str:
+        return "***" if self else ""
+
+    def __format__(self, spec: str) -> str:
+        return str(self)
+
+    def reveal(self) -> str:
+        return str.__str__(self)
+
+
+def _env(name: str, default: str = "") -> str:
+    return os.environ.get(f"MONETL_{name}", default)
+
+
+def _env_int(name: str, default: int) -> int:
+    raw = _env(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"MONETL_{name}={raw!r} is not a whole number") from exc
+
+
+def _home() -> Path:
+    return Path(_env("HOME", str(Path.home() / ".monetl"))).expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where services, downloads, logs, quarantine, the local lake and extracts live by default.
+    home: Path = field(default_factory=_home)
+
+    # Ports of the local services (all bound to 127.0.0.1).
+    pg_port: int = field(default_factory=lambda: _env_int("PG_PORT", 5432))
+    zabbix_api_port: int = field(default_factory=lambda: _env_int("ZABBIX_API_PORT", 8088))
+    zabbix_server_port: int = field(default_factory=lambda: _env_int("ZABBIX_SERVER_PORT", 10051))
+    es_port: int = field(default_factory=lambda: _env_int("ES_PORT", 9200))
+    hdfs_namenode_port: int = field(default_factory=lambda: _env_int("HDFS_NAMENODE_PORT", 9000))
+    hdfs_http_port: int = field(default_factory=lambda: _env_int("HDFS_HTTP_PORT", 9870))
+    airflow_port: int = field(default_factory=lambda: _env_int("AIRFLOW_PORT", 8080))
+    smtp_port: int = field(default_factory=lambda: _env_int("SMTP_PORT", 8025))
+
+    # Elasticsearch (short term). URL may be https; auth by API key or basic; CA file for TLS.
+    es_url: str = field(default_factory=lambda: _env("ES_URL", ""))
+    es_api_key: Secret = field(default_factory=lambda: Secret(_env("ES_API_KEY")))
+    es_user: str = field(default_factory=lambda: _env("ES_USER"))
+    es_password: Secret = field(default_factory=lambda: Secret(_env("ES_PASSWORD")))
+    es_ca_certs: str = field(default_factory=lambda: _env("ES_CA_CERTS"))
+    es_index_prefix: str = field(default_factory=lambda: _env("ES_INDEX_PREFIX", "monetl"))
+
+    # Zabbix JSON-RPC API and (optional, read-only) direct database access.
+    zabbix_url: str = field(default_factory=lambda: _env("ZABBIX_URL", ""))
+    zabbix_user: str = field(default_factory=lambda: _env("ZABBIX_USER", "Admin"))
+    zabbix_password: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_PASSWORD", "zabbix")))
+    zabbix_token: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_TOKEN")))
+    zabbix_db_url: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_DB_URL", "")))
+
+    # KCMM: its database (SQLAlchemy URL) and/or the folder its CSV exports are dropped into.
+    kcmm_db_url: Secret = field(default_factory=lambda: Secret(_env("KCMM_DB_URL", "")))
+    kcmm_csv_dir: str = field(default_factory=lambda: _env("KCMM_CSV_DIR", ""))
+
+    # Long-term lake: file:///path (embedded default) or webhdfs://host:port/path.
+    lake_url: str = field(default_factory=lambda: _env("LAKE_URL", ""))
+    hdfs_user: str = field(default_factory=lambda: _env("HDFS_USER", "monetl"))
+    short_term_days: int = field(default_factory=lambda: _env_int("SHORT_TERM_DAYS", 7))
+
+    # Reports.
+    extracts_dir: str = field(default_factory=lambda: _env("EXTRACTS_DIR", ""))
+    report_tz: str = field(default_factory=lambda: _env("REPORT_TZ", "Asia/Shanghai"))
+
+    # Bad records, per run, replayable with `monetl replay PATH`.
+    quarantine_dir: str = field(default_factory=lambda: _env("QUARANTINE_DIR", ""))
+
+    def __post_init__(self) -> None:
+        # Derived defaults depend on ports/home, so fill them after the fields are read.
+        derived = {
+            "es_url": f"http://127.0.0.1:{self.es_port}",
+            "zabbix_url": f"http://127.0.0.1:{self.zabbix_api_port}/api_jsonrpc.php",
+            "zabbix_db_url": Secret(f"postgresql+psycopg2://zabbix:zabbix@127.0.0.1:{self.pg_port}/zabbix"),
+            "kcmm_db_url": Secret(f"postgresql+psycopg2://kcmm:kcmm@127.0.0.1:{self.pg_port}/kcmm"),
+            "kcmm_csv_dir": str(self.home / "kcmm" / "inbox"),
+            "lake_url": f"file://{self.home / 'lake'}",
+            "extracts_dir": str(self.home / "extracts"),
+            "quarantine_dir": str(self.home / "quarantine"),
+        }
+        for name, value in derived.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    @property
+    def run_dir(self) -> Path:
+        """Service data directories and pid files."""
+        return self.home / "run"
+
+    @property
+    def opt_dir(self) -> Path:
+        """Unpacked service distributions (Elasticsearch, HDFS jars)."""
+        return self.home / "opt"
+
+    def redacted(self) -> dict[str, str]:
+        """For printing: every field, secrets shown as *** (URLs with passwords included)."""
+        out = {}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = str(value)
+        return out
+
+
+def load() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Elasticsearch store: client factory, index templates, bulk loading, scans."""
