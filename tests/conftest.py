@@ -4,15 +4,19 @@ so they are set at the top of this file. Service fixtures start or reuse the rea
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-_AIRFLOW_HOME = Path(tempfile.gettempdir()) / "monetl-test-airflow"
-os.environ.setdefault("AIRFLOW_HOME", str(_AIRFLOW_HOME))
+# A fresh Airflow home (SQLite metadata DB) per pytest process, so parallel runs never share a DB.
+os.environ.setdefault("AIRFLOW_HOME", tempfile.mkdtemp(prefix="monetl-test-airflow-"))
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(REPO / "dags"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+# Airflow's bundle DagBag puts the DAGs folder on sys.path (so DAGs can import dags/_monetl.py);
+# the plain DagBag used in tests does not, so do it here.
+sys.path.insert(0, str(REPO / "dags"))
 # Tests share the local services with the demo, never its data: their own index prefix and lake.
 os.environ.setdefault("MONETL_ES_INDEX_PREFIX", "monetltest")
 
@@ -54,3 +58,12 @@ def elasticsearch_service(settings):
 @pytest.fixture(scope="session")
 def hdfs_service(settings):
     return services.ensure("hdfs", settings)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """A migrated Airflow metadata DB (SQLite in this session's AIRFLOW_HOME), for dag.test()."""
+    from airflow.utils import db
+
+    db.resetdb()
+    return os.environ["AIRFLOW_HOME"]
