@@ -1,0 +1,1 @@
+"""Business logs: parsers into ECS-style documents, loading into Elasticsearch, analysis jobs."""
