@@ -1,0 +1,263 @@
+"""The contract between metric sources (Zabbix API/DB, KCMM DB/CSV) and the ingest pipeline.
+
+A source yields Arrow record batches that conform to `etl.schema.point_schema()`; the pipeline
+validates, loads and counts them without knowing where they came from. Batches are built column-wise
+from arrays of item ids, clocks and values plus one small per-item metadata table (`ItemCatalog`):
+metadata columns are gathered with `take`, never assembled row by row.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence, runtime_checkable
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.schema import NUMERIC_TYPES, TEXT_TYPES, point_schema
+
+if TYPE_CHECKING:
+    from etl.config import Settings
+    from etl.quarantine import Quarantine
+    from etl.window import Window
+
+# Upper bound on rows per yielded batch: keeps memory flat whatever the window size.
+MAX_BATCH_ROWS = 50_000
+
+RAW = "raw"
+HOURLY = "1h"
+
+
+@runtime_checkable
+class PointSource(Protocol):
+    name: str  # "zabbix" | "kcmm"
+    mode: str  # "api" | "db" | "csv"
+
+    def extract(self, window: "Window", run_id: str, quarantine: "Quarantine") -> Iterator[pa.RecordBatch]:
+        """Points with clock in [window.start, window.end) (ns resolution), batches conforming to
+        point_schema(), at most MAX_BATCH_ROWS rows each. Records that cannot be converted go to
+        quarantine with a reason; one bad record never raises."""
+        ...
+
+    def count(self, window: "Window", bucket: dt.timedelta) -> dict[dt.datetime, int]:
+        """Points per bucket start (UTC, aligned to the epoch) in the source, for `monetl gaps`."""
+        ...
+
+
+@dataclass(frozen=True)
+class ItemMeta:
+    """What a point carries besides its time and value: the item and its host."""
+
+    itemid: int
+    host: str
+    key: str
+    value_type: int
+    host_name: str | None = None
+    host_groups: tuple[str, ...] = ()
+    item_name: str | None = None
+    units: str | None = None
+    tags: tuple[tuple[str, str], ...] = ()  # item tags then host tags, (tag, value)
+
+
+_META_COLUMNS = ("host", "host_name", "host_groups", "itemid", "key", "item_name", "units",
+                 "value_type", "tags")
+
+
+class ItemCatalog:
+    """Per-item metadata as one Arrow table plus an itemid -> row lookup, built once per run."""
+
+    def __init__(self, source: str, items: Iterable[ItemMeta]):
+        self.source = source
+        self.items: dict[int, ItemMeta] = {}
+        for item in items:
+            self.items[int(item.itemid)] = item
+        schema = point_schema()
+        ordered = list(self.items.values())
+        columns = {
+            "host": [i.host for i in ordered],
+            "host_name": [i.host_name for i in ordered],
+            "host_groups": [list(i.host_groups) for i in ordered],
+            "itemid": [i.itemid for i in ordered],
+            "key": [i.key for i in ordered],
+            "item_name": [i.item_name for i in ordered],
+            "units": [i.units for i in ordered],
+            "value_type": [i.value_type for i in ordered],
+            "tags": [[{"tag": t, "value": v} for t, v in i.tags] for i in ordered],
+        }
+        self.table = pa.table({name: pa.array(columns[name], type=schema.field(name).type)
+                               for name in _META_COLUMNS})
+        ids = np.fromiter(self.items.keys(), dtype=np.int64, count=len(self.items))
+        self._sorted_order = np.argsort(ids, kind="stable")
+        self._sorted_ids = ids[self._sorted_order]
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, itemid: int) -> bool:
+        return int(itemid) in self.items
+
+    def __getitem__(self, itemid: int) -> ItemMeta:
+        return self.items[int(itemid)]
+
+    def by_value_type(self) -> dict[int, list[int]]:
+        out: dict[int, list[int]] = {}
+        for item in self.items.values():
+            out.setdefault(item.value_type, []).append(item.itemid)
+        return out
+
+    def rows_of(self, itemids: np.ndarray) -> np.ndarray:
+        """Row positions in `table` for each itemid; -1 where the item is unknown."""
+        itemids = np.asarray(itemids, dtype=np.int64)
+        if len(self._sorted_ids) == 0:
+            return np.full(len(itemids), -1, dtype=np.int64)
+        pos = np.searchsorted(self._sorted_ids, itemids)
+        pos = np.clip(pos, 0, len(self._sorted_ids) - 1)
+        found = self._sorted_ids[pos] == itemids
+        return np.where(found, self._sorted_order[pos], -1).astype(np.int64)
+
+
+def _column(values, type_: pa.DataType, length: int) -> pa.Array:
+    if values is None:
+        return pa.nulls(length, type=type_)
+    if isinstance(values, (pa.Array, pa.ChunkedArray)):
+        arr = values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values
+        return arr if arr.type == type_ else arr.cast(type_)
+    return pa.array(values, type=type_)
+
+
+def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=None, value_text=None,
+                 resolution: str = RAW, value_min=None, value_max=None, value_count=None) -> pa.RecordBatch:
+    """A point batch from columns (numpy arrays, Arrow arrays or lists) plus the item catalog.
+
+    Every itemid must be in the catalog (callers drop or quarantine unknown ones first, see
+    `split_known`). `value` is for numeric items, `value_text` for text items; the other stays null
+    per row according to the item's value_type, so a caller may pass both from a mixed query."""
+    schema = point_schema()
+    itemids = np.asarray(itemid, dtype=np.int64)
+    n = len(itemids)
+    rows = catalog.rows_of(itemids)
+    if n and (rows < 0).any():
+        missing = sorted(set(itemids[rows < 0].tolist()))[:5]
+        raise ValueError(f"itemids not in the {catalog.source} catalog: {missing}")
+    meta = catalog.table.take(pa.array(rows, type=pa.int64()))
+    value_types = meta.column("value_type").combine_chunks() if n else pa.array([], pa.int8())
+    numeric = np.isin(np.asarray(value_types.to_numpy(zero_copy_only=False), dtype=np.int8),
+                      np.array(NUMERIC_TYPES, dtype=np.int8))
+    value_arr = _column(value, pa.float64(), n)
+    text_arr = _column(value_text, pa.string(), n)
+    # A numeric item never carries text and a text item never a number, whatever the caller passed.
+    value_arr = pc.if_else(pa.array(numeric), value_arr, pa.scalar(None, pa.float64())) if n else value_arr
+    text_arr = pc.if_else(pa.array(~numeric), text_arr, pa.scalar(None, pa.string())) if n else text_arr
+    columns = {
+        "source": pa.array(np.full(n, catalog.source, dtype=object), type=pa.string()) if n
+        else pa.array([], pa.string()),
+        "value": value_arr,
+        "value_text": text_arr,
+        "clock": _column(np.asarray(clock, dtype=np.int64), pa.int64(), n),
+        "ns": _column(np.asarray(ns, dtype=np.int32), pa.int32(), n),
+        "resolution": pa.array(np.full(n, resolution, dtype=object), type=pa.string()) if n
+        else pa.array([], pa.string()),
+        "value_min": _column(value_min, pa.float64(), n),
+        "value_max": _column(value_max, pa.float64(), n),
+        "value_count": _column(value_count, pa.int64(), n),
+        "run_id": pa.array(np.full(n, run_id, dtype=object), type=pa.string()) if n
+        else pa.array([], pa.string()),
+    }
+    for name in _META_COLUMNS:
+        columns[name] = meta.column(name).combine_chunks() if n else pa.array([], schema.field(name).type)
+    return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def points_from_rows(catalog: ItemCatalog, rows: Sequence[dict], run_id: str,
+                     resolution: str = RAW) -> pa.RecordBatch:
+    """Convenience for small inputs (tests, replay): dicts with itemid, clock, ns and value or
+    value_text (and value_min/value_max/value_count for trends)."""
+    def col(name):
+        return [r.get(name) for r in rows]
+
+    return build_points(catalog, itemid=col("itemid"), clock=col("clock"), ns=[r.get("ns", 0) for r in rows],
+                        run_id=run_id, value=col("value"), value_text=col("value_text"), resolution=resolution,
+                        value_min=col("value_min"), value_max=col("value_max"), value_count=col("value_count"))
+
+
+def empty_points() -> pa.RecordBatch:
+    return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in point_schema()], schema=point_schema())
+
+
+def rebatch(batches: Iterable[pa.RecordBatch], max_rows: int = MAX_BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """Re-cut a stream of batches so none exceeds max_rows and tiny ones are merged; empty ones vanish."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            take = min(max_rows - pending_rows, batch.num_rows - offset)
+            pending.append(batch.slice(offset, take))
+            pending_rows += take
+            offset += take
+            if pending_rows >= max_rows:
+                yield _concat(pending)
+                pending, pending_rows = [], 0
+    if pending_rows:
+        yield _concat(pending)
+
+
+def _concat(parts: list[pa.RecordBatch]) -> pa.RecordBatch:
+    if len(parts) == 1:
+        return parts[0]
+    return pa.Table.from_batches(parts).combine_chunks().to_batches()[0]
+
+
+def bucket_start(clock_s: int, bucket: dt.timedelta) -> dt.datetime:
+    step = int(bucket.total_seconds())
+    return dt.datetime.fromtimestamp(clock_s - clock_s % step, tz=dt.timezone.utc)
+
+
+def bucket_starts(window: "Window", bucket: dt.timedelta) -> list[dt.datetime]:
+    """Every bucket start (epoch-aligned) that overlaps the window, so empty buckets show as 0."""
+    step = int(bucket.total_seconds())
+    if step <= 0:
+        raise ValueError("bucket must be at least one second")
+    first = window.start_s - window.start_s % step
+    end = window.end.timestamp()
+    return [dt.datetime.fromtimestamp(s, tz=dt.timezone.utc) for s in range(first, int(end) + 1, step) if s < end]
+
+
+@dataclass
+class SourceOptions:
+    """Optional narrowing of what a source reads (an operator's --host, tests' own hosts)."""
+
+    hosts: list[str] | None = None  # technical host names
+    itemids: list[int] | None = None
+    max_batch_rows: int = MAX_BATCH_ROWS
+    extra: dict = field(default_factory=dict)
+
+
+def open_source(name: str, settings: "Settings", mode: str | None = None, **options) -> PointSource:
+    """The point source `name` in `mode`. Defaults: zabbix -> "api", kcmm -> "db".
+
+    options: hosts=[...], itemids=[...], max_batch_rows=N, plus mode-specific ones
+    (zabbix api: row_budget; kcmm csv: csv_dir, mapping)."""
+    from etl.errors import ConfigError
+
+    if name == "zabbix":
+        mode = mode or "api"
+        if mode == "api":
+            from etl.sources.zabbix_api import ZabbixApiSource
+            return ZabbixApiSource(settings, **options)
+        if mode == "db":
+            from etl.sources.zabbix_db import ZabbixDbSource
+            return ZabbixDbSource(settings, **options)
+    elif name == "kcmm":
+        mode = mode or "db"
+        if mode == "db":
+            from etl.sources.kcmm_db import KcmmDbSource
+            return KcmmDbSource(settings, **options)
+        if mode == "csv":
+            from etl.sources.kcmm_csv import KcmmCsvSource
+            return KcmmCsvSource(settings, **options)
+    else:
+        raise ConfigError(f"unknown point source {name!r}; known: zabbix, kcmm")
+    raise ConfigError(f"source {name!r} has no mode {mode!r}; zabbix: api|db, kcmm: db|csv")
