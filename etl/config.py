@@ -87,6 +87,14 @@ class Settings:
     # Reports.
     extracts_dir: str = field(default_factory=lambda: _env("EXTRACTS_DIR", ""))
     report_tz: str = field(default_factory=lambda: _env("REPORT_TZ", "Asia/Shanghai"))
+    # Optional copies of the extracts: an HDFS folder (webhdfs://host:port/path) and Tableau Server
+    # (personal access token); unset means skipped.
+    extracts_hdfs_url: str = field(default_factory=lambda: _env("EXTRACTS_HDFS_URL"))
+    tableau_server_url: str = field(default_factory=lambda: _env("TABLEAU_SERVER_URL"))
+    tableau_site: str = field(default_factory=lambda: _env("TABLEAU_SITE"))
+    tableau_project: str = field(default_factory=lambda: _env("TABLEAU_PROJECT", "monetl"))
+    tableau_token_name: str = field(default_factory=lambda: _env("TABLEAU_TOKEN_NAME"))
+    tableau_token_secret: Secret = field(default_factory=lambda: Secret(_env("TABLEAU_TOKEN_SECRET")))
 
     # Bad records, per run, replayable with `monetl replay PATH`.
     quarantine_dir: str = field(default_factory=lambda: _env("QUARANTINE_DIR", ""))
