@@ -1,0 +1,116 @@
+"""Helpers shared by the JVM-based local services (Elasticsearch, HDFS): one starter at a time,
+Maven downloads, zip unpacking, and a non-root account for servers that refuse root."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import zipfile
+from pathlib import Path
+
+from etl.errors import ServiceError
+
+SERVICE_USER = "monetl"
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path):
+    """Serialise install/start across processes: parallel test sessions call ensure() at once,
+    and two starters would fight over one port and one data directory."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def maven_fetch(artifact: str, dest_dir: Path, timeout: float = 900) -> Path:
+    """Resolve group:artifact:version:packaging from Maven Central (via ~/.m2) into dest_dir."""
+    if not shutil.which("mvn"):
+        raise ServiceError(f"mvn not found; needed to fetch {artifact} (scripts/setup.sh installs maven)")
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(["mvn", "-q", "-B", "dependency:copy", f"-Dartifact={artifact}",
+                           f"-DoutputDirectory={dest_dir}", "-Dmdep.overWriteReleases=true"],
+                          capture_output=True, text=True, timeout=timeout)
+    if proc.returncode != 0:
+        raise ServiceError(f"maven could not fetch {artifact}: {(proc.stdout + proc.stderr)[-2000:]}")
+    group, name, version, packaging = artifact.split(":")[:4]
+    path = dest_dir / f"{name}-{version}.{packaging}"
+    if not path.exists():
+        raise ServiceError(f"maven reported success for {artifact} but {path} is missing")
+    return path
+
+
+def unzip_keep_modes(archive: Path, dest: Path) -> None:
+    """zipfile drops the Unix mode bits; launch scripts need their executable bit back."""
+    with zipfile.ZipFile(archive) as zf:
+        for info in zf.infolist():
+            target = zf.extract(info, dest)
+            mode = (info.external_attr >> 16) & 0o7777
+            if mode and not info.is_dir():
+                os.chmod(target, mode)
+
+
+def service_user() -> str | None:
+    """The account a root-refusing server runs as: None when we are not root (run as ourselves),
+    otherwise the system user `monetl`, created on first use."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        pwd.getpwnam(SERVICE_USER)
+    except KeyError:
+        proc = subprocess.run(["useradd", "--system", "--no-create-home", "--shell", "/usr/sbin/nologin",
+                               SERVICE_USER], capture_output=True, text=True)
+        if proc.returncode != 0 and "already exists" not in proc.stderr:
+            raise ServiceError(f"cannot create system user {SERVICE_USER}: {proc.stderr.strip()}")
+    return SERVICE_USER
+
+
+def give_to(user: str | None, *paths: Path) -> None:
+    """Make `user` own `paths` (recursively) and able to reach them: the monetl home usually lives
+    under /root (mode 700), so each ancestor gets the search bit for others (no read: listing stays
+    private)."""
+    if user is None:
+        return
+    pw = pwd.getpwnam(user)
+    for path in paths:
+        path.mkdir(parents=True, exist_ok=True)
+        for root, dirs, files in os.walk(path):
+            os.chown(root, pw.pw_uid, pw.pw_gid)
+            for name in dirs + files:
+                os.lchown(os.path.join(root, name), pw.pw_uid, pw.pw_gid)
+        for parent in path.resolve().parents:
+            mode = parent.stat().st_mode
+            if not mode & stat.S_IXOTH:
+                os.chmod(parent, mode | stat.S_IXOTH)
+
+
+def let_read(user: str | None, path: Path) -> None:
+    """A read-only tree (an unpacked distribution) readable by `user`: others get r and x."""
+    if user is None:
+        return
+    for parent in path.resolve().parents:
+        mode = parent.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            os.chmod(parent, mode | stat.S_IXOTH)
+    for root, dirs, files in os.walk(path):
+        os.chmod(root, os.stat(root).st_mode | stat.S_IROTH | stat.S_IXOTH)
+        for name in files:
+            p = os.path.join(root, name)
+            mode = os.stat(p).st_mode
+            os.chmod(p, mode | stat.S_IROTH | (stat.S_IXOTH if mode & stat.S_IXUSR else 0))
+
+
+def as_user(user: str | None, argv: list[str]) -> list[str]:
+    """argv run as `user` with that user's own groups. Popen(user=...) alone keeps root's group,
+    and the group bits of /root (---) then deny the search that the other bits allow."""
+    if user is None:
+        return argv
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv]
