@@ -67,6 +67,8 @@ class Settings:
     es_password: Secret = field(default_factory=lambda: Secret(_env("ES_PASSWORD")))
     es_ca_certs: str = field(default_factory=lambda: _env("ES_CA_CERTS"))
     es_index_prefix: str = field(default_factory=lambda: _env("ES_INDEX_PREFIX", "monetl"))
+    # Replicas of point/log indices: 0 on the single local node, >= 1 on a real cluster.
+    es_replicas: int = field(default_factory=lambda: _env_int("ES_REPLICAS", 0))
 
     # Zabbix JSON-RPC API and (optional, read-only) direct database access.
     zabbix_url: str = field(default_factory=lambda: _env("ZABBIX_URL", ""))
