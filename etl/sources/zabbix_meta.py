@@ -1,0 +1,78 @@
+"""Zabbix item metadata -> ItemCatalog, the same for API and DB answers, so both modes label points
+identically: groups sorted by name, item tags then host tags each sorted by (tag, value)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from etl.sources.base import ItemCatalog, ItemMeta
+from etl.sources.zabbix_common import parse_period
+
+VALUE_TYPES = (0, 1, 2, 3, 4)  # 5 (binary, 7.x) has no point representation
+
+
+@dataclass(frozen=True)
+class Retention:
+    history_s: int | None  # None: unknown (macro) -> treated as kept
+    trends_s: int | None
+
+
+def _tags(raw: Iterable[Mapping] | None) -> list[tuple[str, str]]:
+    return sorted((str(t.get("tag", "")), str(t.get("value", ""))) for t in (raw or []))
+
+
+def host_groups_selector(version: float) -> tuple[str, str]:
+    """(host.get parameter, result key): 6.2 renamed host groups; 7.0 removed selectGroups."""
+    return ("selectHostGroups", "hostgroups") if version >= 6.2 else ("selectGroups", "groups")
+
+
+def catalog_from_api(hosts: Iterable[Mapping], items: Iterable[Mapping], groups_key: str,
+                     global_history: str | None = None, global_trends: str | None = None,
+                     ) -> tuple[ItemCatalog, dict[int, Retention]]:
+    """host.get + item.get answers -> catalog and per-item retention. global_* are the
+    housekeeping overrides (hk_history/hk_trends) when enabled, which beat the item's own setting."""
+    by_hostid = {str(h["hostid"]): h for h in hosts}
+    metas, retention = [], {}
+    for item in items:
+        value_type = int(item["value_type"])
+        host = by_hostid.get(str(item["hostid"]))
+        if host is None or value_type not in VALUE_TYPES:
+            continue
+        meta = ItemMeta(
+            itemid=int(item["itemid"]), host=host["host"], key=item["key_"], value_type=value_type,
+            host_name=host.get("name") or None,
+            host_groups=tuple(sorted(g["name"] for g in host.get(groups_key) or [])),
+            item_name=item.get("name") or None, units=item.get("units") or None,
+            tags=tuple(_tags(item.get("tags")) + _tags(host.get("tags"))))
+        metas.append(meta)
+        retention[meta.itemid] = Retention(parse_period(global_history or item.get("history")),
+                                           parse_period(global_trends or item.get("trends")))
+    return ItemCatalog("zabbix", metas), retention
+
+
+def catalog_from_db(item_rows: Iterable[Mapping], group_rows: Iterable[Mapping], item_tag_rows: Iterable[Mapping],
+                    host_tag_rows: Iterable[Mapping], global_history: str | None = None,
+                    global_trends: str | None = None) -> tuple[ItemCatalog, dict[int, Retention]]:
+    """Rows of items JOIN hosts (itemid, hostid, host, host_name, key_, name, units, value_type,
+    history, trends), hosts_groups JOIN hstgrp (hostid, name), item_tag, host_tag -> the same
+    catalog the API gives."""
+    groups: dict[int, list[str]] = {}
+    for row in group_rows:
+        groups.setdefault(int(row["hostid"]), []).append(row["name"])
+    item_tags: dict[int, list[Mapping]] = {}
+    for row in item_tag_rows:
+        item_tags.setdefault(int(row["itemid"]), []).append(row)
+    host_tags: dict[int, list[Mapping]] = {}
+    for row in host_tag_rows:
+        host_tags.setdefault(int(row["hostid"]), []).append(row)
+    hosts, items = {}, []
+    for row in item_rows:
+        hostid = int(row["hostid"])
+        hosts[hostid] = {"hostid": hostid, "host": row["host"], "name": row["host_name"],
+                         "groups": [{"name": g} for g in groups.get(hostid, [])],
+                         "tags": host_tags.get(hostid, [])}
+        items.append({"itemid": row["itemid"], "hostid": hostid, "key_": row["key_"], "name": row["name"],
+                      "units": row["units"], "value_type": row["value_type"], "history": row["history"],
+                      "trends": row["trends"], "tags": item_tags.get(int(row["itemid"]), [])})
+    return catalog_from_api(hosts.values(), items, "groups", global_history, global_trends)
