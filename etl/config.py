@@ -98,6 +98,20 @@ class Settings:
     tableau_token_name: str = field(default_factory=lambda: _env("TABLEAU_TOKEN_NAME"))
     tableau_token_secret: Secret = field(default_factory=lambda: Secret(_env("TABLEAU_TOKEN_SECRET")))
 
+    # Notifications of high/critical log findings (etl/notify). A channel is active when configured:
+    # SMTP when notify_smtp_to is set, a generic JSON webhook, a WeChat Work group robot. URLs that
+    # embed a token are secrets. notify_channels (comma list) narrows the active set.
+    notify_channels: str = field(default_factory=lambda: _env("NOTIFY_CHANNELS"))
+    notify_min_severity: str = field(default_factory=lambda: _env("NOTIFY_MIN_SEVERITY", "high"))
+    notify_smtp_host: str = field(default_factory=lambda: _env("NOTIFY_SMTP_HOST", "127.0.0.1"))
+    notify_smtp_from: str = field(default_factory=lambda: _env("NOTIFY_SMTP_FROM", "monetl@localhost"))
+    notify_smtp_to: str = field(default_factory=lambda: _env("NOTIFY_SMTP_TO"))
+    notify_smtp_user: str = field(default_factory=lambda: _env("NOTIFY_SMTP_USER"))
+    notify_smtp_password: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_SMTP_PASSWORD")))
+    notify_smtp_starttls: bool = field(default_factory=lambda: _env("NOTIFY_SMTP_STARTTLS", "0").lower() in ("1", "true", "yes"))
+    notify_webhook_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WEBHOOK_URL")))
+    notify_wecom_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WECOM_URL")))
+
     # Bad records, per run, replayable with `monetl replay PATH`.
     quarantine_dir: str = field(default_factory=lambda: _env("QUARANTINE_DIR", ""))
 
