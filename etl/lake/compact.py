@@ -1,0 +1,250 @@
+"""Daily compaction: one day's points index in Elasticsearch -> a Parquet partition (+ 5m and 1h
+rollups) in the lake, published atomically, verified against Elasticsearch, and only then is the
+index deleted.
+
+Verification compares the published partition, read back from the lake, with (a) the checksum and
+per-item counts computed while scanning (stored in the manifest) and (b) what Elasticsearch reports
+now through aggregations (total, per itemid: count, min and max clock). A document added or removed
+after the scan, a tampered file or manifest: any difference raises VerificationError and the index
+stays."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import time
+from pathlib import Path
+
+import pyarrow as pa
+
+from etl.config import Settings
+from etl.errors import StoreError, VerificationError
+from etl.lake import es_scan, layout, manifest, publish, reader
+from etl.lake.rollup import ROLLUP_SCHEMA_NAME, rollup
+from etl.lake.storage import Storage, open_storage
+from etl.quarantine import Quarantine
+from etl.schema import point_schema, points_index, points_index_pattern
+
+log = logging.getLogger(__name__)
+
+SORT_KEYS = [("host", "ascending"), ("itemid", "ascending"), ("clock", "ascending"), ("ns", "ascending")]
+
+
+@dataclasses.dataclass
+class Report:
+    source: str
+    day: dt.date
+    index: str
+    run_id: str
+    lake_url: str
+    rows: int = 0
+    items: int = 0
+    checksum: str = ""
+    parquet_bytes: int = 0
+    rollup_rows: dict = dataclasses.field(default_factory=dict)
+    quarantined: int = 0
+    verified: bool = False
+    deleted: bool = False
+    seconds: float = 0.0
+    notes: list = dataclasses.field(default_factory=list)
+
+    @property
+    def partition(self) -> str:
+        return f"{self.lake_url}/{layout.points_partition(self.source, self.day)}"
+
+    def lines(self) -> list[str]:
+        out = [f"{self.source} {self.day}: {self.rows} points of {self.items} items from {self.index} "
+               f"-> {self.partition} ({self.parquet_bytes} bytes, checksum {self.checksum})",
+               f"rollups: " + ", ".join(f"{k} {v} rows" for k, v in self.rollup_rows.items()),
+               f"verified={self.verified} index deleted={self.deleted} in {self.seconds:.1f}s"]
+        if self.quarantined:
+            out.append(f"{self.quarantined} documents quarantined (run {self.run_id})")
+        return out + list(self.notes)
+
+
+@dataclasses.dataclass
+class ScanResult:
+    table: pa.Table
+    checksum: int
+    quarantined: int
+
+
+def scan_day(es, index: str, quarantine: Quarantine, *, slices: int = 2, page_size: int = 5000) -> ScanResult:
+    """The whole index as one Arrow table (sorted), with the order-free checksum of every point."""
+    schema = point_schema()
+    batches, checksum, bad = [], 0, 0
+    for hits in es_scan.iter_pages(es, index, fields=schema.names, slices=slices, page_size=page_size):
+        batch, rejected = es_scan.hits_to_batch(hits, schema)
+        for hit, reason in rejected:
+            quarantine.add(hit.get("_source"), reason, ref=f"{index}/{hit.get('_id')}", stage="compact")
+        bad += len(rejected)
+        checksum = manifest.combine(checksum, manifest.checksum_int(batch, manifest.POINT_CHECKSUM_COLUMNS))
+        batches.append(batch)
+    table = pa.Table.from_batches(batches, schema=schema)
+    if table.num_rows:
+        table = table.sort_by(SORT_KEYS).combine_chunks()
+    return ScanResult(table, checksum, bad)
+
+
+def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tuple[int, str]:
+    """Compare the published partition with its manifest and with Elasticsearch; raise on any
+    difference. Returns (rows, checksum)."""
+    partition = layout.points_partition(source, day)
+    where = f"lake {storage.url}/{partition}"
+    found = reader.read_manifest(storage, partition)
+    if found is None:
+        raise VerificationError(f"{where}: no manifest, partition not published")
+    table = reader.read_partition(storage, partition, point_schema())
+    lake_sum = manifest.as_hex(manifest.checksum_int(table, manifest.POINT_CHECKSUM_COLUMNS))
+    lake_items = manifest.rows_per_itemid(table)
+    problems = []
+    if table.num_rows != found["rows"]:
+        problems.append(f"files hold {table.num_rows} rows, manifest says {found['rows']}")
+    if lake_sum != found["checksum"]:
+        problems.append(f"files checksum {lake_sum}, manifest says {found['checksum']}")
+    if lake_items != found.get("rows_per_itemid"):
+        problems.append("rows per itemid differ between files and manifest")
+    es.indices.refresh(index=index)
+    es_total = es_scan.count(es, index)
+    es_items = es_scan.item_stats(es, index)
+    if es_total != table.num_rows:
+        problems.append(f"Elasticsearch index {index} holds {es_total} documents, lake {table.num_rows}")
+    if table.num_rows:
+        clocks = table.group_by("itemid").aggregate([("clock", "min"), ("clock", "max")])
+        lake_clocks = {str(i): (lo, hi) for i, lo, hi in zip(clocks["itemid"].to_pylist(),
+                       clocks["clock_min"].to_pylist(), clocks["clock_max"].to_pylist())}
+    else:
+        lake_clocks = {}
+    differing = sorted(set(es_items) ^ set(lake_items)) + sorted(
+        i for i in set(es_items) & set(lake_items)
+        if es_items[i]["rows"] != lake_items[i]
+        or (es_items[i]["min_clock"], es_items[i]["max_clock"]) != lake_clocks[i])
+    if differing:
+        problems.append(f"{len(differing)} items differ from Elasticsearch (first itemids: {', '.join(differing[:5])})")
+    if problems:
+        raise VerificationError(f"{where} does not match index {index}: {'; '.join(problems)}; "
+                                f"the index was kept")
+    return table.num_rows, lake_sum
+
+
+def verify_day(settings: Settings, source: str, day: dt.date | str, *, storage: Storage | None = None,
+               es=None) -> tuple[int, str]:
+    """Verify an already published day against its index (raises VerificationError)."""
+    from etl.search.client import es_client
+
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    es = es or es_client(settings)
+    return _verify(es, points_index(settings.es_index_prefix, source, day), storage or open_storage(settings),
+                   source, day)
+
+
+def compact_day(settings: Settings, source: str, day: dt.date | str, delete: bool = True, *,
+                storage: Storage | None = None, es=None, slices: int = 2, page_size: int = 5000) -> Report:
+    """Compact one day of one source; delete its index only when the lake copy verifies."""
+    from etl.search.client import es_client
+
+    started = time.monotonic()
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    es = es or es_client(settings)
+    storage = storage or open_storage(settings)
+    index = points_index(settings.es_index_prefix, source, day)
+    run_id = publish.new_run_id("compact")
+    report = Report(source, day, index, run_id, storage.url)
+    if not es.indices.exists(index=index):
+        if reader.read_manifest(storage, layout.points_partition(source, day)) is not None:
+            report.notes.append(f"index {index} is gone and the day is in the lake: nothing to do")
+            report.verified = True
+            return report
+        raise StoreError(f"index {index} does not exist and {source} {day} is not in the lake")
+    publish.sweep_stale(storage)
+    es.indices.refresh(index=index)
+    with Quarantine(settings, "lake", run_id) as quarantine:
+        scanned = scan_day(es, index, quarantine, slices=slices, page_size=page_size)
+        report.quarantined = quarantine.count
+    points = scanned.table
+    report.rows, report.checksum = points.num_rows, manifest.as_hex(scanned.checksum)
+    per_item = manifest.rows_per_itemid(points)
+    report.items = len(per_item)
+    date = f"{day:%Y-%m-%d}"
+    try:
+        with publish.scratch_dir(settings) as scratch:
+            staged = []
+            for resolution in ("5m", "1h"):
+                rolled = rollup(points, resolution)
+                target = layout.rollup_partition(resolution, source, day)
+                staging = layout.staging_path(run_id, target)
+                publish.stage_partition(storage, staging, rolled, {
+                    "dataset": layout.ROLLUPS[resolution], "partition": {"source": source, "date": date},
+                    "run_id": run_id, "schema_name": ROLLUP_SCHEMA_NAME, "source_index": index},
+                    Path(scratch), manifest.ROLLUP_CHECKSUM_COLUMNS)
+                staged.append((staging, target))
+                report.rollup_rows[resolution] = rolled.num_rows
+            target = layout.points_partition(source, day)
+            staging = layout.staging_path(run_id, target)
+            built = publish.stage_partition(storage, staging, points, {
+                "dataset": layout.POINTS, "partition": {"source": source, "date": date}, "run_id": run_id,
+                "schema_name": "point", "source_index": index, "checksum": scanned.checksum,
+                "per_item": per_item}, Path(scratch), manifest.POINT_CHECKSUM_COLUMNS)
+            report.parquet_bytes = sum(f["bytes"] for f in built["files"])
+            # Points last: a published points partition means its rollups are published too.
+            staged.append((staging, target))
+            for staging, target in staged:
+                publish.publish(storage, staging, target, run_id)
+    finally:
+        publish.discard(storage, run_id)
+    try:
+        _verify(es, index, storage, source, day)
+    except VerificationError as exc:
+        log.error("verification of %s %s failed; index %s kept", source, day, index)
+        if report.quarantined:
+            raise VerificationError(f"{exc}; {report.quarantined} documents of the index were quarantined "
+                                    f"as unusable (area lake, run {run_id})") from None
+        raise
+    report.verified = True
+    if delete and day >= dt.datetime.now(dt.timezone.utc).date():
+        report.notes.append(f"index {index} kept: {day} is not over yet")
+    elif delete:
+        es.indices.delete(index=index)
+        report.deleted = True
+        log.info("deleted index %s after verifying %d points of %d items (checksum %s) in %s",
+                 index, report.rows, report.items, report.checksum, report.partition)
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def indexed_days(settings: Settings, es=None, source: str = "*") -> list[tuple[str, dt.date]]:
+    """(source, day) of every daily points index under the prefix."""
+    from etl.search.client import es_client
+
+    es = es or es_client(settings)
+    head = f"{settings.es_index_prefix}-points-"
+    found = []
+    for name in es.indices.get(index=points_index_pattern(settings.es_index_prefix, source),
+                               expand_wildcards="open", ignore_unavailable=True, allow_no_indices=True):
+        rest = name[len(head):]
+        src, _, stamp = rest.rpartition("-")
+        try:
+            day = dt.datetime.strptime(stamp, "%Y.%m.%d").date()
+        except ValueError:
+            continue
+        if src and name.startswith(head):
+            found.append((src, day))
+    return sorted(found)
+
+
+def days_due(settings: Settings, es=None, source: str = "*", today: dt.date | None = None) -> list[tuple[str, dt.date]]:
+    """Days older than the short-term retention that still have an index (not compacted and
+    deleted yet)."""
+    today = today or dt.datetime.now(dt.timezone.utc).date()
+    cutoff = today - dt.timedelta(days=settings.short_term_days)
+    return [(s, d) for s, d in indexed_days(settings, es, source) if d < cutoff]
+
+
+def compact_older_than_retention(settings: Settings, source: str = "*", *, storage: Storage | None = None,
+                                 es=None, today: dt.date | None = None) -> list[Report]:
+    from etl.search.client import es_client
+
+    es = es or es_client(settings)
+    return [compact_day(settings, s, d, delete=True, storage=storage, es=es)
+            for s, d in days_due(settings, es, source, today)]
