@@ -1,0 +1,153 @@
+"""Point batches -> Elasticsearch documents -> bulk requests.
+
+Documents are built column-wise (DuckDB's to_json over the Arrow batch, no Python dict per row),
+ready-serialised action/source lines go to `streaming_bulk` unchanged, and per-document failures
+come back with the row they belong to so the caller can quarantine them. Transport errors (node
+down, timeouts after retries) raise: the run fails and is re-run; ids make that converge."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from etl.errors import StoreError
+from etl.schema import point_schema, points_index
+
+# Bounded memory: at most CHUNK_DOCS documents or CHUNK_BYTES per request, whatever the batch size.
+CHUNK_DOCS = 5_000
+CHUNK_BYTES = 16 * 1024 * 1024
+# 429 (queue full) per document: retried with exponential backoff 1 s .. 60 s, then quarantined.
+MAX_RETRIES = 6
+
+_local = threading.local()
+
+
+def _duckdb():
+    # One connection per thread: DuckDB connections are not shared across threads.
+    con = getattr(_local, "con", None)
+    if con is None:
+        import duckdb
+
+        con = duckdb.connect()
+        con.execute("SET threads TO 1").fetchall()
+        _local.con = con
+    return con
+
+
+def _document_sql() -> str:
+    """One JSON document per point: every point field (schemas/point.json order) + @timestamp."""
+    fields = ", ".join(f'"{f.name}" := "{f.name}"' for f in point_schema())
+    timestamp = ("strftime(make_timestamp(clock * 1000000), '%Y-%m-%dT%H:%M:%S') || '.' || "
+                 "lpad(CAST(ns AS VARCHAR), 9, '0') || 'Z'")
+    # Same format as etl.schema.point_id (checked by tests/unit/etl/test_load.py).
+    doc_id = ("source || ':' || CAST(itemid AS VARCHAR) || ':' || CAST(clock AS VARCHAR) || ':' || "
+              "CAST(ns AS VARCHAR) || CASE WHEN resolution = 'raw' THEN '' ELSE ':' || resolution END")
+    return (f"SELECT {doc_id} AS _id, "
+            f"to_json(struct_pack(\"@timestamp\" := {timestamp}, {fields})) AS doc "
+            f"FROM points")
+
+
+_SQL = _document_sql()
+
+
+def index_names(batch: pa.RecordBatch, prefix: str) -> pa.Array:
+    """Index of each point: by its source and the UTC date of its clock (etl.schema.points_index)."""
+    day = pc.divide(batch.column("clock"), 86400)
+    key = pc.binary_join_element_wise(batch.column("source"), pc.cast(day, pa.string()), "|")
+    distinct = pc.unique(key)
+    names = []
+    for value in distinct.to_pylist():
+        source, _, day_number = value.rpartition("|")
+        date = dt.date(1970, 1, 1) + dt.timedelta(days=int(day_number))
+        names.append(points_index(prefix, source, date))
+    return pc.take(pa.array(names, type=pa.string()), pc.index_in(key, value_set=distinct))
+
+
+@dataclass
+class Documents:
+    ids: list[str]
+    indices: list[str]
+    sources: list[str]  # JSON text of each document
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def actions(self):
+        """(action, source) pairs for streaming_bulk with `as_is`; the action is a dict, small."""
+        for _id, index, source in zip(self.ids, self.indices, self.sources):
+            yield {"index": {"_index": index, "_id": _id}}, source
+
+
+def documents(batch: pa.RecordBatch, prefix: str) -> Documents:
+    """Documents of a validated batch (clock/ns present, text valid UTF-8)."""
+    if batch.num_rows == 0:
+        return Documents([], [], [])
+    con = _duckdb()
+    con.register("points", batch)
+    try:
+        built = con.execute(_SQL).to_arrow_table()
+    finally:
+        con.unregister("points")
+    return Documents(ids=built.column("_id").to_pylist(), indices=index_names(batch, prefix).to_pylist(),
+                     sources=built.column("doc").to_pylist())
+
+
+def as_is(action):
+    """streaming_bulk's expand_action_callback for pre-built (action, source) pairs."""
+    return action
+
+
+@dataclass
+class LoadResult:
+    loaded: int = 0
+    failed: dict[int, str] = field(default_factory=dict)  # row of the batch -> reason
+    chunks: int = 0
+
+
+def _reason(item: dict) -> str:
+    error = item.get("error") or {}
+    if isinstance(error, dict):
+        text = f"{error.get('type', 'error')}: {error.get('reason', '')}"
+        cause = error.get("caused_by") or {}
+        if cause:
+            text += f" ({cause.get('type')}: {cause.get('reason')})"
+    else:
+        text = str(error)
+    return f"elasticsearch rejected the document: HTTP {item.get('status')} {text}"[:2000]
+
+
+def bulk(client, docs: Documents, *, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES,
+         max_retries: int = MAX_RETRIES, on_chunk=None) -> LoadResult:
+    """Index `docs`; returns how many loaded and which rows failed (with Elasticsearch's reason).
+
+    `on_chunk(n_docs)` is called after each acknowledged request (progress; tests inject faults)."""
+    from elasticsearch.helpers import streaming_bulk
+
+    result = LoadResult()
+    row_of: dict[str, int] | None = None
+    try:
+        for ok, item in streaming_bulk(client, docs.actions(), chunk_size=chunk_docs, max_chunk_bytes=chunk_bytes,
+                                       expand_action_callback=as_is, raise_on_error=False,
+                                       raise_on_exception=True, max_retries=max_retries,
+                                       initial_backoff=1, max_backoff=60, yield_ok=True):
+            if ok:
+                result.loaded += 1
+            else:
+                (detail,) = item.values()
+                if row_of is None:
+                    row_of = {doc_id: row for row, doc_id in enumerate(docs.ids)}
+                result.failed[row_of[detail.get("_id")]] = _reason(detail)
+            done = result.loaded + len(result.failed)
+            if on_chunk is not None and (done % chunk_docs == 0 or done == len(docs)):
+                result.chunks += 1
+                on_chunk(done)
+    except Exception as exc:
+        from etl.search.client import redact_url
+
+        raise StoreError(f"bulk load to Elasticsearch failed after {result.loaded} documents: "
+                         f"{redact_url(str(exc))[:500]}") from None
+    return result

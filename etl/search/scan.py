@@ -1,0 +1,60 @@
+"""Read-side helpers over point indices: per-bucket counts (for `monetl gaps`) and exact documents
+of a window (for tests and verification)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from etl.errors import StoreError
+from etl.schema import points_index_pattern
+from etl.window import Window
+
+
+def _window_query(source: str, window: Window) -> dict:
+    return {"bool": {"filter": [
+        {"term": {"source": source}},
+        {"range": {"@timestamp": {"gte": window.start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                                  "lt": window.end.strftime("%Y-%m-%dT%H:%M:%S.%fZ")}}},
+    ]}}
+
+
+def bucket_counts(client, prefix: str, source: str, window: Window, bucket: dt.timedelta) -> dict[dt.datetime, int]:
+    """Documents per bucket start (epoch-aligned fixed buckets on @timestamp), buckets with none left
+    out. Counts every resolution, as the sources' count() does."""
+    step = int(bucket.total_seconds())
+    if step <= 0:
+        raise StoreError("bucket must be at least one second")
+    counts: dict[dt.datetime, int] = {}
+    after = None
+    while True:
+        source_spec = [{"start": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{step}s"}}}]
+        composite = {"size": 1000, "sources": source_spec}
+        if after:
+            composite["after"] = after
+        try:
+            response = client.search(index=points_index_pattern(prefix, source), size=0, track_total_hits=False,
+                                     query=_window_query(source, window), aggs={"buckets": {"composite": composite}},
+                                     ignore_unavailable=True, allow_no_indices=True)
+        except Exception as exc:
+            raise StoreError(f"cannot count {source} points in {window}: {exc}") from None
+        aggregation = (response.get("aggregations") or {}).get("buckets") or {}
+        for item in aggregation.get("buckets", []):
+            start = dt.datetime.fromtimestamp(item["key"]["start"] / 1000, tz=dt.timezone.utc)
+            counts[start] = item["doc_count"]
+        after = aggregation.get("after_key")
+        if not after or not aggregation.get("buckets"):
+            return counts
+
+
+def count(client, prefix: str, source: str, window: Window) -> int:
+    response = client.count(index=points_index_pattern(prefix, source), query=_window_query(source, window),
+                            ignore_unavailable=True, allow_no_indices=True)
+    return int(response["count"])
+
+
+def documents(client, prefix: str, source: str, window: Window, size: int = 10_000) -> list[dict]:
+    """The _source of every point in the window (small windows: tests, spot checks)."""
+    response = client.search(index=points_index_pattern(prefix, source), size=size, query=_window_query(source, window),
+                             sort=[{"itemid": "asc"}, {"@timestamp": "asc"}], ignore_unavailable=True,
+                             allow_no_indices=True)
+    return [dict(hit["_source"], _id=hit["_id"]) for hit in response["hits"]["hits"]]

@@ -1,0 +1,57 @@
+"""Point batches -> Elasticsearch documents: every field, @timestamp with nanoseconds, ids equal to
+etl.schema.point_id, daily index of the point's own clock; bulk failures come back per row."""
+
+import datetime as dt
+import json
+
+import pyarrow as pa
+
+from etl.schema import point_id, point_schema, points_index
+from etl.search import load
+from etl.search.templates import points_template
+
+from points_factory import BASE_CLOCK, batch, point
+
+
+def test_documents_hold_every_point_field_and_exact_values():
+    rows = [point(value=0.1, ns=5), point(itemid=2, value_type=3, value=2.0 ** 53, ns=999_999_999),
+            point(itemid=3, value_type=4, value=None, value_text='引号 " and \\ and\nnewline', tags=[]),
+            point(itemid=4, resolution="1h", value_min=1.0, value_max=3.0, value_count=60, ns=0)]
+    docs = load.documents(batch(rows), "pfx")
+    parsed = [json.loads(s) for s in docs.sources]
+    for row, doc in zip(rows, parsed):
+        assert set(doc) == {f.name for f in point_schema()} | {"@timestamp"}
+        for name, value in row.items():
+            assert doc[name] == value, name
+    assert parsed[0]["@timestamp"] == "2026-11-25T00:01:00.000000005Z"
+    assert parsed[1]["@timestamp"] == "2026-11-25T00:01:00.999999999Z"
+
+
+def test_ids_are_point_ids_and_deterministic():
+    rows = [point(), point(ns=0), point(itemid=7, resolution="1h"), point(source="kcmm", itemid=9)]
+    first = load.documents(batch(rows), "pfx")
+    again = load.documents(batch(rows), "pfx")
+    assert first.ids == again.ids and first.sources == again.sources
+    assert first.ids == [point_id(r["source"], r["itemid"], r["clock"], r["ns"], r["resolution"]) for r in rows]
+    assert len(set(first.ids)) == 4  # same second, other ns: another document
+
+
+def test_index_is_the_daily_index_of_each_points_clock():
+    rows = [point(clock=BASE_CLOCK - 1), point(clock=BASE_CLOCK), point(source="kcmm", clock=BASE_CLOCK + 86399)]
+    names = load.documents(batch(rows), "pfx").indices
+    assert names == [points_index("pfx", "zabbix", dt.date(2026, 11, 24)),
+                     points_index("pfx", "zabbix", dt.date(2026, 11, 25)),
+                     points_index("pfx", "kcmm", dt.date(2026, 11, 25))]
+
+
+def test_empty_batch_has_no_documents():
+    assert len(load.documents(batch([]), "pfx")) == 0
+
+
+def test_template_covers_exactly_the_point_fields(settings):
+    body = points_template(settings)
+    properties = body["template"]["mappings"]["properties"]
+    assert set(properties) == {f.name for f in point_schema()} | {"@timestamp"}
+    assert properties["@timestamp"]["type"] == "date_nanos"
+    assert body["index_patterns"] == [f"{settings.es_index_prefix}-points-*"]
+    assert body["template"]["settings"]["index"]["number_of_replicas"] == settings.es_replicas
