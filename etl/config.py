@@ -112,6 +112,10 @@ class Settings:
     notify_webhook_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WEBHOOK_URL")))
     notify_wecom_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WECOM_URL")))
 
+    # Business logs: syslog-style lines carry no year and no zone (see etl/logs/load.py).
+    log_year: int | None = field(default_factory=lambda: _env_int("LOG_YEAR", 0) or None)
+    log_tz: str = field(default_factory=lambda: _env("LOG_TZ", "UTC"))
+
     # Bad records, per run, replayable with `monetl replay PATH`.
     quarantine_dir: str = field(default_factory=lambda: _env("QUARANTINE_DIR", ""))
 
