@@ -1,0 +1,179 @@
+"""What the three log jobs share: the Finding record and its fingerprint, the rules file, index
+names per the log-document contract, window filters, and composite-aggregation paging.
+
+Every job asks Elasticsearch for aggregations only; the only documents that come back are a few
+evidence ids per finding (top_hits with _source off)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from etl.errors import ConfigError, StoreError
+from etl.window import UTC, Window
+
+RULES_FILE = Path(__file__).resolve().parents[3] / "schemas" / "logs" / "rules.json"
+SEVERITIES = ("low", "medium", "high", "critical")
+NS_PER_MS = 1_000_000
+# Options on every search: a dataset with no index yet is "no data", not an error.
+SEARCH_OPTIONS = {"ignore_unavailable": True, "allow_no_indices": True}
+
+
+@functools.lru_cache(maxsize=4)
+def load_rules(path: str | None = None) -> dict:
+    file = Path(path) if path else RULES_FILE
+    try:
+        return json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read log-job rules {file}: {exc}") from exc
+
+
+def logs_index(prefix: str, datasets) -> str:
+    """Index pattern(s) of the given event.dataset values: {prefix}-logs-{dataset, dots->dashes}-*."""
+    return ",".join(f"{prefix}-logs-{ds.replace('.', '-')}-*" for ds in datasets)
+
+
+def findings_index(prefix: str) -> str:
+    return f"{prefix}-findings"
+
+
+def window_range(window: Window, field_name: str = "@timestamp") -> dict:
+    return {"range": {field_name: {"gte": window.start.isoformat(), "lt": window.end.isoformat(),
+                                   "format": "strict_date_optional_time"}}}
+
+
+def base_query(window: Window, datasets=None, *filters: dict, must_not: list | None = None) -> dict:
+    clauses = [window_range(window)]
+    if datasets:
+        clauses.append({"terms": {"event.dataset": list(datasets)}})
+    clauses.extend(filters)
+    query: dict = {"bool": {"filter": clauses}}
+    if must_not:
+        query["bool"]["must_not"] = must_not
+    return query
+
+
+def evidence_agg(size: int = 3) -> dict:
+    """A few evidence ids per bucket, earliest first, no document bodies."""
+    return {"top_hits": {"size": size, "_source": False, "sort": [{"@timestamp": {"order": "asc"}}]}}
+
+
+def evidence_ids(bucket: dict, name: str = "evidence") -> list[str]:
+    hits = bucket.get(name, {}).get("hits", {}).get("hits", [])
+    return [f"{h['_index']}/{h['_id']}" for h in hits]
+
+
+def ms_to_dt(value) -> dt.datetime | None:
+    if value is None:
+        return None
+    return dt.datetime.fromtimestamp(float(value) / 1000.0, tz=UTC)
+
+
+def search(es, index: str, query: dict, aggs: dict, **extra) -> dict:
+    try:
+        return es.search(index=index, size=0, query=query, aggs=aggs, track_total_hits=False,
+                         **SEARCH_OPTIONS, **extra)
+    except Exception as exc:
+        raise StoreError(f"aggregation over {index} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def composite_buckets(es, index: str, query: dict, sources: list[dict], aggs: dict | None = None,
+                      page_size: int = 500) -> Iterator[dict]:
+    """Every bucket of a composite aggregation, paged with after_key (the only way to walk all
+    groups without a size cap)."""
+    after = None
+    while True:
+        composite: dict = {"size": page_size, "sources": sources}
+        if after is not None:
+            composite["after"] = after
+        body = {"groups": {"composite": composite}}
+        if aggs:
+            body["groups"]["aggs"] = aggs
+        result = search(es, index, query, body)
+        groups = result.get("aggregations", {}).get("groups", {})
+        buckets = groups.get("buckets", [])
+        yield from buckets
+        after = groups.get("after_key")
+        if not buckets or after is None or len(buckets) < page_size:
+            return
+
+
+def severity_for(rule: dict, count: float) -> str:
+    """The rule's severity, escalated once count reaches rule['escalate']['at']."""
+    severity = rule.get("severity", "medium")
+    escalate = rule.get("escalate")
+    if escalate and count >= escalate["at"]:
+        severity = escalate["severity"]
+    if severity not in SEVERITIES:
+        raise ConfigError(f"rules.json: severity {severity!r} is not one of {', '.join(SEVERITIES)}")
+    return severity
+
+
+def fingerprint(job: str, rule: str, source: str, target: str, day: dt.date) -> str:
+    """Same finding in the same UTC day -> same id, so re-runs and overlapping windows update one
+    document and notify once."""
+    key = "\x1f".join([job, rule, source or "", target or "", day.isoformat()])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+@dataclass
+class Finding:
+    job: str
+    rule: str
+    severity: str
+    source: str
+    target: str
+    count: int
+    window: Window
+    counts: dict = field(default_factory=dict)
+    first_seen: dt.datetime | None = None
+    last_seen: dt.datetime | None = None
+    evidence_ids: list[str] = field(default_factory=list)
+    details: dict = field(default_factory=dict)
+    message: str = ""
+
+    @property
+    def day(self) -> dt.date:
+        return self.window.start.date()
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint(self.job, self.rule, self.source, self.target, self.day)
+
+    def to_doc(self) -> dict:
+        return {
+            "fingerprint": self.fingerprint, "job": self.job, "rule": self.rule, "severity": self.severity,
+            "source": self.source, "target": self.target, "count": int(self.count), "counts": self.counts,
+            "first_seen": self.first_seen.isoformat() if self.first_seen else None,
+            "last_seen": self.last_seen.isoformat() if self.last_seen else None,
+            "evidence_ids": list(self.evidence_ids), "details": self.details, "message": self.message,
+            "day": self.day.isoformat(),
+            "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+        }
+
+
+@dataclass
+class Findings:
+    """What one job run over one window produced."""
+    job: str
+    window: Window
+    findings: list[Finding] = field(default_factory=list)
+    # Per-minute metric rows (trade_perf) in the lake's findings-table columns.
+    metrics: list[dict] = field(default_factory=list)
+    summary: list[str] = field(default_factory=list)
+
+    def by_severity(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for f in self.findings:
+            out[f.severity] = out.get(f.severity, 0) + 1
+        return out
+
+    def to_json(self) -> dict:
+        return {"job": self.job, "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+                "findings": [f.to_doc() for f in self.findings], "metrics_rows": len(self.metrics),
+                "summary": self.summary}
