@@ -1,5 +1,28 @@
-"""Sub-commands of this area are registered here (being built)."""
+"""monetl seed [--hosts N] [--days D] [--end ISO] [--seed S] [--prefix P]: the demo fleet in Zabbix."""
+
+from __future__ import annotations
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser("seed", help="create the demo fleet in the local Zabbix (hosts, items, history, trends)")
+    p.add_argument("--hosts", type=int, default=50, help="number of hosts (default 50)")
+    p.add_argument("--days", type=float, default=2.0, help="days of 1-minute history up to --end (default 2)")
+    p.add_argument("--end", help="end of the history, ISO 8601 UTC (default: now, rounded down to the minute)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same values (default 1)")
+    p.add_argument("--prefix", default="", help="prefix for host names, to keep a test fleet apart")
+    p.add_argument("--fleet", help="fleet definition JSON (default schemas/seed_fleet.json)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from etl.config import load
+    from etl.seed.fleet import load_fleet, seed_fleet
+
+    fleet = load_fleet(Path(args.fleet)) if args.fleet else None
+    result = seed_fleet(load(), hosts=args.hosts, days=args.days, end=args.end, seed=args.seed,
+                        prefix=args.prefix, fleet=fleet)
+    for line in result.lines():
+        print(line)
+    return 0

@@ -118,8 +118,8 @@ def rebuild_trends(conn, value_type: int, itemids: Iterable[int], start: int, en
                     (ids, first_hour, after_last_hour))
         cur.execute(
             f"INSERT INTO {trends} (itemid, clock, num, value_min, value_avg, value_max) "
-            f"SELECT itemid, clock - clock % 3600, count(*), min(value), {avg}, max(value) FROM {history} "
-            f"WHERE itemid = ANY(%s) AND clock >= %s AND clock < %s GROUP BY itemid, clock - clock % 3600",
+            f"SELECT itemid, clock - clock %% 3600, count(*), min(value), {avg}, max(value) FROM {history} "
+            f"WHERE itemid = ANY(%s) AND clock >= %s AND clock < %s GROUP BY itemid, clock - clock %% 3600",
             (ids, first_hour, after_last_hour))
         return cur.rowcount
 

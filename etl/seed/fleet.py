@@ -1,0 +1,221 @@
+"""Seeds the demo fleet (schemas/seed_fleet.json) into the local Zabbix: groups, hosts and
+trapper items through the JSON-RPC API, then D days of history straight into the database with
+trends rebuilt from it. Deterministic for a given --seed; re-seeding replaces the window's rows."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from etl.config import Settings
+from etl.errors import ConfigError
+from etl.schema import SCHEMAS_DIR
+from etl.seed import generators
+from etl.seed.history_db import (
+    HISTORY_TABLES,
+    TRENDS_TABLES,
+    delete_history,
+    history_columns,
+    insert_history,
+    rebuild_trends,
+    writer_connection,
+)
+from etl.seed.zabbix_objects import ensure_hosts, ensure_items, zabbix_api
+
+FLEET_FILE = SCHEMAS_DIR / "seed_fleet.json"
+DEFAULT_HOSTS = 50
+DEFAULT_DAYS = 2.0
+DEFAULT_SEED = 1
+
+
+def load_fleet(path: Path | None = None) -> dict:
+    path = path or FLEET_FILE
+    try:
+        fleet = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"fleet definition {path}: cannot read it: {exc}") from exc
+    for spec in [*fleet["items"], *(i for items in fleet.get("group_items", {}).values() for i in items)]:
+        if spec["generator"]["kind"] not in generators.KINDS:
+            raise ConfigError(f"fleet definition {path}: item {spec['key']}: unknown generator kind "
+                              f"{spec['generator']['kind']!r}; known: {', '.join(generators.KINDS)}")
+    return fleet
+
+
+def host_counts(shares: list[float], total: int) -> list[int]:
+    """Split `total` hosts by shares, largest remainder first (ties: earlier group first)."""
+    weights = np.asarray(shares, dtype=float)
+    exact = weights / weights.sum() * total
+    counts = np.floor(exact).astype(int)
+    order = sorted(range(len(shares)), key=lambda i: (-(exact[i] - counts[i]), i))
+    for i in order[: total - counts.sum()]:
+        counts[i] += 1
+    return counts.tolist()
+
+
+def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
+    """Host specs: host (technical name), name (visible, may be Chinese), group, groups, tags,
+    market_weight and the item specs. A prefix keeps test fleets apart from the demo fleet; it
+    goes on the visible name too because Zabbix wants those unique as well."""
+    if hosts < 1:
+        raise ConfigError(f"--hosts must be at least 1, got {hosts}")
+    planned = []
+    counts = host_counts([g["share"] for g in fleet["groups"]], hosts)
+    for group, count in zip(fleet["groups"], counts):
+        for n in range(1, count + 1):
+            items = [*fleet["items"], *fleet.get("group_items", {}).get(group["name"], [])]
+            planned.append({
+                "host": prefix + group["host"].format(n=n),
+                "name": prefix + group["visible"].format(n=n),
+                "group": group["name"],
+                "groups": [group["name"]],
+                "tags": {**fleet.get("host_tags", {}), **group.get("tags", {})},
+                "market_weight": float(group.get("market_weight", 1.0)),
+                "items": [{**i, "history": fleet.get("history", "90d"), "trends": fleet.get("trends", "365d")}
+                          for i in items],
+            })
+    return planned
+
+
+def seed_window(days: float, end: dt.datetime | str | int | None = None) -> tuple[int, int]:
+    """[start, end) in epoch seconds; end defaults to now rounded down to the minute."""
+    from etl.window import to_utc
+
+    if days <= 0:
+        raise ConfigError(f"--days must be positive, got {days}")
+    end_s = int(to_utc(end).timestamp()) if end is not None else int(time.time()) // 60 * 60
+    return end_s - int(days * generators.DAY), end_s
+
+
+def host_rows(host: dict, itemids: dict[str, int], start: int, end: int, seed: int) -> dict[int, list[dict]]:
+    """Generated history of one host: value_type -> list of column dicts (one per item)."""
+    out: dict[int, list[dict]] = {}
+    for spec in host["items"]:
+        value_type = int(spec["value_type"])
+        # Per-host constants (phase, levels, rates) do not depend on the window; noise does.
+        param_rng = generators.rng_for(seed, host["host"], spec["key"], "params")
+        noise_rng = generators.rng_for(seed, host["host"], spec["key"], start, end)
+        phase = int(param_rng.integers(0, int(spec["interval"])))
+        jitter = noise_rng if spec["generator"]["kind"] == "log" else None
+        clocks = generators.item_clocks(start, end, int(spec["interval"]), phase, jitter)
+        columns = generators.generate(spec, clocks, param_rng, noise_rng, host=host["host"],
+                                      market_weight=host["market_weight"])
+        columns.update(itemid=np.full(clocks.size, itemids[spec["key"]], dtype=np.int64), clock=clocks,
+                       ns=generators.nanoseconds(noise_rng, clocks.size))
+        out.setdefault(value_type, []).append(columns)
+    return out
+
+
+def to_arrow(value_type: int, parts: list[dict]) -> pa.Table:
+    """Concatenate per-item column dicts into one table with the history columns of the type."""
+    value_type_arrow = {0: pa.float64(), 3: pa.uint64()}.get(value_type, pa.string())
+    arrays = {}
+    for name in history_columns(value_type):
+        chunks = [p[name] for p in parts]
+        if name == "value":
+            typ = value_type_arrow
+        elif name == "source":
+            typ = pa.string()
+        else:
+            typ = pa.int64()
+        arrays[name] = pa.chunked_array([pa.array(c, type=typ) for c in chunks], type=typ)
+    return pa.table(arrays)
+
+
+@dataclass
+class SeedResult:
+    hosts: list[str]
+    items: int
+    start: int
+    end: int
+    rows: dict[str, int] = field(default_factory=dict)
+    replaced: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        iso = lambda s: dt.datetime.fromtimestamp(s, dt.timezone.utc).strftime("%Y-%m-%dT%H:%MZ")  # noqa: E731
+        total = sum(v for k, v in self.rows.items() if k.startswith("history"))
+        return [
+            f"{len(self.hosts)} hosts, {self.items} items, window [{iso(self.start)}, {iso(self.end)})",
+            "rows: " + ", ".join(f"{k}={v}" for k, v in self.rows.items()) + f" (history total {total})",
+            "replaced rows already in the window: " + str(sum(self.replaced.values())),
+            "took {:.1f}s (api {:.1f}s, generate {:.1f}s, database {:.1f}s)".format(
+                sum(self.seconds.values()), self.seconds.get("api", 0), self.seconds.get("generate", 0),
+                self.seconds.get("database", 0)),
+        ]
+
+
+def seed_fleet(settings: Settings, hosts: int = DEFAULT_HOSTS, days: float = DEFAULT_DAYS,
+               end: dt.datetime | str | int | None = None, seed: int = DEFAULT_SEED, prefix: str = "",
+               fleet: dict | None = None) -> SeedResult:
+    """Create/update the fleet's hosts and items, then replace their history in [end - days, end)
+    and rebuild the trends of the touched hours, in one database transaction."""
+    fleet = fleet or load_fleet()
+    planned = plan_hosts(fleet, hosts, prefix)
+    start, end_s = seed_window(days, end)
+    result = SeedResult(hosts=[h["host"] for h in planned], items=0, start=start, end=end_s)
+
+    t0 = time.monotonic()
+    api = zabbix_api(settings)
+    try:
+        hostids = ensure_hosts(api, [{k: h[k] for k in ("host", "name", "groups", "tags")} for h in planned])
+        specs = [{**i, "hostid": hostids[h["host"]], "tags": {**i.get("tags", {})}} for h in planned for i in h["items"]]
+        ids = ensure_items(api, None, specs)
+    finally:
+        api.logout()
+    result.items = len(ids)
+    result.seconds["api"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    parts: dict[int, list[dict]] = {}
+    itemids_by_type: dict[int, list[int]] = {}
+    for host in planned:
+        hostid = hostids[host["host"]]
+        itemids = {spec["key"]: int(ids[(hostid, spec["key"])]) for spec in host["items"]}
+        for spec in host["items"]:
+            itemids_by_type.setdefault(int(spec["value_type"]), []).append(itemids[spec["key"]])
+        for value_type, columns in host_rows(host, itemids, start, end_s, seed).items():
+            parts.setdefault(value_type, []).extend(columns)
+    tables = {vt: to_arrow(vt, p) for vt, p in parts.items()}
+    result.seconds["generate"] = time.monotonic() - t0
+
+    t0 = time.monotonic()
+    with writer_connection(settings) as conn:
+        for value_type in sorted(itemids_by_type):
+            table_name = HISTORY_TABLES[value_type]
+            result.replaced[table_name] = delete_history(conn, value_type, itemids_by_type[value_type], start, end_s)
+            result.rows[table_name] = insert_history(conn, value_type, tables[value_type]) if value_type in tables else 0
+        for value_type in sorted(TRENDS_TABLES):
+            if value_type in itemids_by_type:
+                result.rows[TRENDS_TABLES[value_type]] = rebuild_trends(conn, value_type, itemids_by_type[value_type],
+                                                                        start, end_s)
+    result.seconds["database"] = time.monotonic() - t0
+    return result
+
+
+def seeded_coverage(settings: Settings, hosts: list[str], key: str = "system.cpu.util") -> tuple[int, int | None, int | None]:
+    """(hosts with history, earliest clock, latest clock) of `key` on these hosts."""
+    with writer_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(DISTINCT h.hostid), min(hi.clock), max(hi.clock) FROM hosts h "
+                    "JOIN items i ON i.hostid = h.hostid JOIN history hi ON hi.itemid = i.itemid "
+                    "WHERE h.host = ANY(%s) AND i.key_ = %s", (hosts, key))
+        return cur.fetchone()
+
+
+def run_demo(settings: Settings) -> list[str]:
+    """Seed the default fleet unless it already covers the recent window (the last DEFAULT_DAYS
+    up to 15 minutes ago); return summary lines."""
+    planned = plan_hosts(load_fleet(), DEFAULT_HOSTS)
+    names = [h["host"] for h in planned]
+    start, end = seed_window(DEFAULT_DAYS)
+    covered, first, last = seeded_coverage(settings, names)
+    if covered == len(names) and first is not None and first <= start + 60 and last >= end - 900:
+        return [f"demo fleet already seeded: {covered} hosts, history up to "
+                f"{dt.datetime.fromtimestamp(last, dt.timezone.utc):%Y-%m-%dT%H:%MZ}; nothing to do"]
+    result = seed_fleet(settings, DEFAULT_HOSTS, DEFAULT_DAYS, seed=DEFAULT_SEED)
+    return result.lines()
