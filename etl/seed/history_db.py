@@ -20,6 +20,8 @@ from etl.errors import SourceError
 HISTORY_TABLES = {0: "history", 1: "history_str", 2: "history_log", 3: "history_uint", 4: "history_text"}
 LOG_COLUMNS = ("timestamp", "source", "severity", "logeventid")
 TRENDS_TABLES = {0: "trends", 3: "trends_uint"}
+# The local stack's Zabbix DB owner (etl/services/postgres.py creates it).
+ZABBIX_DB_OWNER, ZABBIX_DB_OWNER_PASSWORD = "zabbix", "zabbix"
 _ARROW_TYPES = {"itemid": pa.int64(), "clock": pa.int64(), "ns": pa.int64(), "timestamp": pa.int64(),
                 "source": pa.string(), "severity": pa.int64(), "logeventid": pa.int64()}
 
@@ -35,17 +37,16 @@ def _value_arrow_type(value_type: int) -> pa.DataType:
 
 @contextlib.contextmanager
 def writer_connection(settings: Settings):
-    """psycopg2 connection to the Zabbix DB as settings.zabbix_db_url's (writing) user; commits on
-    success, rolls back on error."""
+    """psycopg2 connection to the local Zabbix DB as its owner (the user the server writes as);
+    commits on success, rolls back on error. Not settings.zabbix_db_url: that is the extraction
+    mode's read-only access and must stay unable to write."""
     import psycopg2
-    from sqlalchemy.engine import make_url
 
-    url = make_url(settings.zabbix_db_url.reveal())
     try:
-        conn = psycopg2.connect(host=url.host or "127.0.0.1", port=url.port or 5432, user=url.username,
-                                password=url.password, dbname=url.database, connect_timeout=10)
+        conn = psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user=ZABBIX_DB_OWNER,
+                                password=ZABBIX_DB_OWNER_PASSWORD, dbname="zabbix", connect_timeout=10)
     except psycopg2.Error as exc:
-        raise SourceError(f"Zabbix DB {url.host}:{url.port}/{url.database} as {url.username}: "
+        raise SourceError(f"Zabbix DB 127.0.0.1:{settings.pg_port}/zabbix as {ZABBIX_DB_OWNER}: "
                           f"cannot connect: {str(exc).strip()}") from exc
     try:
         with conn:

@@ -46,25 +46,38 @@ def ensure_groups(api, names: Iterable[str]) -> dict[str, str]:
     return found
 
 
+def _same_tags(a: list[dict], b: list[dict]) -> bool:
+    return sorted((t["tag"], t["value"]) for t in a) == sorted((t["tag"], t["value"]) for t in b)
+
+
 def ensure_hosts(api, hosts: list[dict]) -> dict[str, str]:
     """Hosts by technical name -> hostid. Each spec: host, name (visible), groups (names), tags
-    (dict). Missing hosts are created in one call; existing ones get their name/groups/tags set."""
+    (dict). Missing hosts are created in one call; existing ones whose visible name, groups or
+    tags differ from the spec are updated."""
     groupids = ensure_groups(api, [g for h in hosts for g in h["groups"]])
-    existing = {h["host"]: h["hostid"] for h in
-                api.host.get(filter={"host": [h["host"] for h in hosts]}, output=["hostid", "host"])}
+    current = {h["host"]: h for h in api.host.get(filter={"host": [h["host"] for h in hosts]},
+                                                  output=["hostid", "host", "name"], selectGroups=["groupid"],
+                                                  selectTags=["tag", "value"])}
 
     def body(spec: dict) -> dict:
         return {"host": spec["host"], "name": spec.get("name") or spec["host"],
                 "groups": [{"groupid": groupids[g]} for g in spec["groups"]], "tags": _tags(spec.get("tags"))}
 
-    new = [body(h) for h in hosts if h["host"] not in existing]
+    ids = {name: h["hostid"] for name, h in current.items()}
+    new = [body(h) for h in hosts if h["host"] not in current]
     if new:
         created = api.host.create(new)["hostids"]
-        existing.update(zip([h["host"] for h in new], created))
+        ids.update(zip([h["host"] for h in new], created))
     for spec in hosts:
-        if spec["host"] in existing and not any(spec["host"] == n["host"] for n in new):
-            api.host.update({"hostid": existing[spec["host"]], **{k: v for k, v in body(spec).items() if k != "host"}})
-    return existing
+        have = current.get(spec["host"])
+        if have is None:
+            continue
+        want = body(spec)
+        if (want["name"] != have["name"] or not _same_tags(want["tags"], have["tags"])
+                or sorted(g["groupid"] for g in want["groups"]) != sorted(g["groupid"] for g in have["groups"])):
+            api.host.update({"hostid": have["hostid"], "name": want["name"], "groups": want["groups"],
+                             "tags": want["tags"]})
+    return ids
 
 
 def ensure_host(api, host: str, groups: list[str], name: str | None = None,
@@ -104,8 +117,7 @@ def ensure_items(api, hostid: str | None, items: list[dict], batch: int = 500) -
             continue
         ids[(spec["hostid"], spec["key"])] = have["itemid"]
         drift = {k: v for k, v in want.items() if k not in ("hostid", "key_") and
-                 (sorted(map(tuple, (t.items() for t in v))) != sorted(map(tuple, (t.items() for t in have["tags"])))
-                  if k == "tags" else str(v) != str(have.get(k)))}
+                 (not _same_tags(v, have["tags"]) if k == "tags" else str(v) != str(have.get(k)))}
         if drift:
             to_update.append({"itemid": have["itemid"], **drift})
     for start in range(0, len(to_create), batch):
