@@ -1,5 +1,152 @@
-"""Sub-commands of this area are registered here (being built)."""
+"""monetl ingest | gaps | backfill | replay: the metric pipeline by hand, exactly what the DAGs run.
+
+Exit codes: 0 all valid points loaded; 1 some points failed to load (or replay left still-bad
+records, or gaps found missing buckets); 2 a usage/config/service error."""
+
+from __future__ import annotations
+
+import re
+import sys
+
+SOURCES = ["zabbix", "kcmm"]
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd])\s*$")
+
+
+def duration(text: str):
+    """'10m', '1h', '30s', '2d' -> timedelta (argparse type)."""
+    import argparse
+    import datetime as dt
+
+    match = _DURATION.match(text)
+    if not match:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration like 30s, 10m, 1h, 1d")
+    number, unit = int(match.group(1)), match.group(2)
+    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: number})
+
+
+def _window_args(p) -> None:
+    p.add_argument("source", choices=SOURCES)
+    p.add_argument("--start", required=True, help="window start, ISO 8601 UTC (e.g. 2026-11-25T00:00Z)")
+    p.add_argument("--end", required=True, help="window end (exclusive)")
+    p.add_argument("--mode", choices=["api", "db", "csv"], help="source mode (zabbix: api|db, kcmm: db|csv)")
 
 
 def register(sub) -> None:
-    return None
+    p = sub.add_parser("ingest", help="load one window of Zabbix or KCMM points into Elasticsearch")
+    _window_args(p)
+    p.add_argument("--overlap", type=duration, default="10m",
+                   help="also re-read this much before --start to pick up late values (default 10m)")
+    p.add_argument("--no-progress", action="store_true", help="no progress output")
+    p.set_defaults(func=run_ingest)
+
+    p = sub.add_parser("gaps", help="per-bucket point counts, source vs Elasticsearch; lists missing/short buckets")
+    _window_args(p)
+    p.add_argument("--bucket", type=duration, default="1h", help="bucket size (default 1h)")
+    p.add_argument("--all", action="store_true", help="show every bucket, not only gaps")
+    p.set_defaults(func=run_gaps)
+
+    p = sub.add_parser("backfill", help="ingest exactly the buckets `gaps` reports as missing or short")
+    _window_args(p)
+    p.add_argument("--bucket", type=duration, default="1h", help="bucket size (default 1h)")
+    p.set_defaults(func=run_backfill)
+
+    p = sub.add_parser("replay", help="re-validate and load quarantined points (a .jsonl file or a folder)")
+    p.add_argument("path")
+    p.set_defaults(func=run_replay)
+
+
+def _settings_and_window(args):
+    from etl.config import load
+    from etl.window import Window
+
+    return load(), Window.parse(args.start, args.end)
+
+
+def _summary_table(summaries) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="ingest summary")
+    for column in ("source", "window", "value type", "read", "loaded", "quarantined"):
+        table.add_column(column, justify="right" if column in ("read", "loaded", "quarantined") else "left")
+    for s in summaries:
+        types = sorted(set(s.read) | set(s.loaded) | set(s.quarantined)) or ["-"]
+        for i, name in enumerate(types):
+            table.add_row(f"{s.source}/{s.mode}" if i == 0 else "", s.window if i == 0 else "", name,
+                          str(s.read.get(name, 0)), str(s.loaded.get(name, 0)), str(s.quarantined.get(name, 0)))
+        table.add_row("", "", "total", str(s.points_read), str(s.points_loaded), str(s.points_quarantined),
+                      end_section=True)
+    console = Console()
+    console.print(table)
+    for s in summaries:
+        console.print(f"{s.run_id}: {s.seconds:.1f}s, indices {', '.join(s.indices) or '-'}", highlight=False)
+        if s.quarantined_at_source:
+            console.print(f"  {s.quarantined_at_source} record(s) quarantined by the source", highlight=False)
+        if s.reasons:
+            console.print("  quarantine reasons: " + "; ".join(f"{k} x{v}" for k, v in s.reasons.items()),
+                          highlight=False)
+        if s.quarantine_path:
+            console.print(f"  quarantine file: {s.quarantine_path}  (fix, then `monetl replay PATH`)",
+                          highlight=False)
+        if s.load_failures:
+            console.print(f"  [red]{s.load_failures} point(s) failed to load[/red]")
+
+
+def run_ingest(args) -> int:
+    from etl import ingest
+
+    settings, window = _settings_and_window(args)
+    summary = ingest.run(settings, args.source, window, mode=args.mode, overlap=args.overlap,
+                         progress="none" if args.no_progress else "auto")
+    _summary_table([summary])
+    return 0 if summary.ok else 1
+
+
+def _gap_table(report, show_all: bool) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{report.source} {report.window} per {report.bucket}")
+    for column in ("bucket start", "source", "elasticsearch", "missing", "status"):
+        table.add_column(column)
+    for b in report.buckets:
+        if show_all or b.status != "ok":
+            table.add_row(f"{b.start:%Y-%m-%dT%H:%M:%SZ}", str(b.source_count), str(b.es_count), str(b.missing),
+                          b.status)
+    Console().print(table)
+    print(f"{len(report.gaps)} bucket(s) missing or short of {len(report.buckets)}")
+
+
+def run_gaps(args) -> int:
+    from etl import ingest
+
+    settings, window = _settings_and_window(args)
+    report = ingest.gaps(settings, args.source, window, args.bucket, mode=args.mode)
+    _gap_table(report, args.all)
+    return 1 if report.gaps else 0
+
+
+def run_backfill(args) -> int:
+    from etl import ingest
+
+    settings, window = _settings_and_window(args)
+    report, summaries = ingest.backfill(settings, args.source, window, args.bucket, mode=args.mode, progress="auto")
+    _gap_table(report, False)
+    if not summaries:
+        print("nothing to backfill")
+        return 0
+    _summary_table(summaries)
+    return 0 if all(s.ok for s in summaries) else 1
+
+
+def run_replay(args) -> int:
+    from etl import ingest
+    from etl.config import load
+
+    report = ingest.replay(load(), args.path)
+    print(report.line())
+    for reason, count in report.reasons.items():
+        print(f"  still bad: {reason} x{count}")
+    if report.still_bad:
+        print("  fix those records and replay the new file", file=sys.stderr)
+    return 0 if report.ok else 1
