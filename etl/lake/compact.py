@@ -54,6 +54,8 @@ class Report:
         return f"{self.lake_url}/{layout.points_partition(self.source, self.day)}"
 
     def lines(self) -> list[str]:
+        if not self.rollup_rows and self.notes:  # nothing was compacted in this run
+            return [f"{self.source} {self.day}: {self.rows} points in {self.partition}"] + list(self.notes)
         out = [f"{self.source} {self.day}: {self.rows} points of {self.items} items from {self.index} "
                f"-> {self.partition} ({self.parquet_bytes} bytes, checksum {self.checksum})",
                f"rollups: " + ", ".join(f"{k} {v} rows" for k, v in self.rollup_rows.items()),
@@ -152,8 +154,12 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
     run_id = publish.new_run_id("compact")
     report = Report(source, day, index, run_id, storage.url)
     if not es.indices.exists(index=index):
-        if reader.read_manifest(storage, layout.points_partition(source, day)) is not None:
-            report.notes.append(f"index {index} is gone and the day is in the lake: nothing to do")
+        published = reader.read_manifest(storage, layout.points_partition(source, day))
+        if published is not None:
+            report.rows, report.checksum = published["rows"], published["checksum"]
+            report.items, report.run_id = len(published.get("rows_per_itemid", {})), published["run_id"]
+            report.notes.append(f"index {index} is gone and the day is in the lake (run {published['run_id']}): "
+                                f"nothing to do")
             report.verified = True
             return report
         raise StoreError(f"index {index} does not exist and {source} {day} is not in the lake")

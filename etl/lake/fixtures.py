@@ -73,7 +73,8 @@ def _index_names(points: pa.Table, prefix: str):
 
 
 def synthetic_points(source: str, day: dt.date, *, hosts: list[str], items_per_host: int,
-                     points_per_item: int, run_id: str = "test-run", with_trends: bool = True) -> pa.Table:
+                     points_per_item: int, run_id: str = "test-run", with_trends: bool = True,
+                     first_itemid: int = 10_001) -> pa.Table:
     """Deterministic points of one UTC day in the point schema: every value type (float, unsigned,
     char, log, text with Unicode), sub-second ns, tags, and Zabbix trend rows (resolution 1h)."""
     import numpy as np
@@ -82,10 +83,10 @@ def synthetic_points(source: str, day: dt.date, *, hosts: list[str], items_per_h
 
     start = int(dt.datetime(day.year, day.month, day.day, tzinfo=dt.timezone.utc).timestamp())
     step = max(86400 // max(points_per_item, 1), 1)
-    rng = np.random.default_rng(42)
+    rng = np.random.default_rng(first_itemid)
     columns: dict[str, list] = {f.name: [] for f in point_schema()}
     texts = ["ok", "交易网关 正常", "ERROR: 连接超时 / timeout", "line\nwith\ttabs \"quoted\"", "😀 emoji"]
-    itemid = 10_000
+    itemid = first_itemid - 1
     for h, host in enumerate(hosts):
         for i in range(items_per_host):
             itemid += 1

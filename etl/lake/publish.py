@@ -87,9 +87,11 @@ def publish(storage: Storage, staging: str, target: str, run_id: str) -> None:
 
 
 def discard(storage: Storage, run_id: str) -> None:
-    """Best effort: remove this run's staging folder after a failure."""
+    """Best effort: remove what is left of this run's staging and trash folders (after success,
+    empty parents; after a failure, half-written files)."""
     try:
-        storage.delete(layout.join(layout.STAGING, layout.encode_value(run_id)))
+        for area in (layout.STAGING, layout.TRASH):
+            storage.delete(layout.join(area, layout.encode_value(run_id)))
     except Exception:
         log.warning("could not remove staging of run %s; `sweep_stale` will", run_id, exc_info=True)
 

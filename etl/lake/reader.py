@@ -91,7 +91,7 @@ def _exact_window(table: pa.Table, window: Window, time_column: str, with_ns: bo
 
 
 def read_points(settings: Settings, source: str, window: Window, resolution: str = "raw",
-                hosts=None, itemids=None, *, storage: Storage | None = None) -> pa.Table:
+                hosts=None, itemids=None, *, keys=None, storage: Storage | None = None) -> pa.Table:
     """Points of `source` in `window` ([start, end) UTC) from the lake: raw points (point schema),
     or rollups at 5m / 1h (lake/rollup schema; a bucket belongs to the window its start is in).
     Sorted by host, itemid, time."""
@@ -106,6 +106,8 @@ def read_points(settings: Settings, source: str, window: Window, resolution: str
         filter = filter & ds.field("host").isin(list(hosts))
     if itemids:
         filter = filter & ds.field("itemid").isin([int(i) for i in itemids])
+    if keys:
+        filter = filter & ds.field("key").isin(list(keys))
     files = []
     for day in window.days():
         partition = (layout.points_partition(source, day) if raw

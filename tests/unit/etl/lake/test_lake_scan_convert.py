@@ -1,0 +1,30 @@
+"""hits -> Arrow conversion (the ES side is exercised in tests/integration/test_lake_compaction.py)."""
+
+from etl.lake.es_scan import hits_to_batch
+from etl.schema import point_schema
+
+
+def _source(i, **change):
+    doc = dict(source="zabbix", host="h", host_name="主机", host_groups=["g"], itemid=i, key="k", item_name="n",
+               units="%", value_type=0, value=1.5, value_text=None, clock=1_700_000_000 + i, ns=i, resolution="raw",
+               value_min=None, value_max=None, value_count=None, tags=[{"tag": "a", "value": "b"}], run_id="r")
+    doc["@timestamp"] = "ignored"
+    doc.update(change)
+    return {"_id": f"zabbix:{i}", "_source": doc}
+
+
+def test_good_hits_become_point_rows_without_es_only_fields():
+    batch, bad = hits_to_batch([_source(1), _source(2, value=3)])
+    assert bad == []
+    assert batch.schema == point_schema()
+    assert batch.column("value").to_pylist() == [1.5, 3.0]
+    assert batch.column("tags").to_pylist()[0] == [{"tag": "a", "value": "b"}]
+
+
+def test_bad_hits_are_returned_with_reasons_and_the_rest_kept():
+    hits = [_source(1), _source(2, itemid=None), _source(3, value="not a number"), _source(4)]
+    batch, bad = hits_to_batch(hits)
+    assert batch.column("itemid").to_pylist() == [1, 4]
+    reasons = {hit["_id"]: reason for hit, reason in bad}
+    assert "itemid" in reasons["zabbix:2"]
+    assert "type" in reasons["zabbix:3"]
