@@ -29,13 +29,13 @@ def analyse(es, settings: Settings, job: str, window: Window, rules: dict | None
     if job == "mail_failures":
         from etl.logs.jobs import mail_failures
 
-        found, summary = mail_failures.run(es, prefix, window, rules)
-        return Findings(job, window, found, summary=summary)
+        found, summary, stats = mail_failures.run(es, prefix, window, rules)
+        return Findings(job, window, found, summary=summary, stats=stats)
     if job == "trade_perf":
         from etl.logs.jobs import trade_perf
 
-        found, metrics, summary = trade_perf.run(es, prefix, window, rules)
-        return Findings(job, window, found, metrics=metrics, summary=summary)
+        found, metrics, summary, stats = trade_perf.run(es, prefix, window, rules)
+        return Findings(job, window, found, metrics=metrics, summary=summary, stats=stats)
     raise ConfigError(f"unknown log job {job!r}; known: {', '.join(JOBS)}")
 
 

@@ -166,6 +166,8 @@ class Findings:
     # Per-minute metric rows (trade_perf) in the lake's findings-table columns.
     metrics: list[dict] = field(default_factory=list)
     summary: list[str] = field(default_factory=list)
+    # Job-level numbers (mail totals, trade volumes) for JSON output and checks.
+    stats: dict = field(default_factory=dict)
 
     def by_severity(self) -> dict[str, int]:
         out: dict[str, int] = {}
@@ -176,4 +178,4 @@ class Findings:
     def to_json(self) -> dict:
         return {"job": self.job, "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
                 "findings": [f.to_doc() for f in self.findings], "metrics_rows": len(self.metrics),
-                "summary": self.summary}
+                "summary": self.summary, "stats": self.stats}

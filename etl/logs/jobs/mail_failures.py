@@ -65,6 +65,8 @@ def failure_baseline(es, index: str, window: Window, cfg: dict) -> tuple[int, li
     date_histogram aligned to the window start (empty windows count as zero)."""
     n = cfg["spike"]["baseline_windows"]
     length_s = max(1, int(window.duration.total_seconds()))
+    # Timestamps are date_nanos, which cannot go before 1970: very long windows get a shorter history.
+    n = min(n, max(0, window.start_s // length_s - 1))
     history = window.widened(before=window.duration * n)
     offset = window.start_s % length_s
     query = base_query(history, cfg["datasets"], {"terms": {"email.delivery.status": cfg["failure_statuses"]}})
@@ -114,6 +116,8 @@ def pflogsumm(window: Window, total: dict, domains: list[dict], senders: list[di
 def _group_findings(rule_name: str, rule: dict, rows: list[dict], window: Window, what: str) -> list[Finding]:
     out = []
     for r in rows:
+        if r["key"] == "(none)":
+            continue  # rejects before RCPT (HELO, client checks) name no domain or sender: summary only
         rate = r["failures"] / r["total"] if r["total"] else 0.0
         if r["failures"] < rule["min_failures"] or rate < rule["min_failure_rate"]:
             continue
@@ -125,7 +129,7 @@ def _group_findings(rule_name: str, rule: dict, rows: list[dict], window: Window
     return out
 
 
-def run(es, prefix: str, window: Window, rules: dict) -> tuple[list[Finding], list[str]]:
+def run(es, prefix: str, window: Window, rules: dict) -> tuple[list[Finding], list[str], dict]:
     cfg = rules[JOB]
     index = logs_index(prefix, cfg["datasets"])
     query = base_query(window, cfg["datasets"], {"exists": {"field": "email.delivery.status"}})
@@ -148,4 +152,7 @@ def run(es, prefix: str, window: Window, rules: dict) -> tuple[list[Finding], li
     summary = pflogsumm(window, total, domains, senders, cfg["top_rows"])
     summary.append(f"Failures this window {current}; trailing baseline threshold "
                    f"{'n/a' if math.isinf(threshold) else f'{threshold:.1f}'}")
-    return findings, summary
+    stats = {"counts": total["counts"], "dsn": total["dsn"], "delay_s": total["delay"],
+             "top_reasons": total["reasons"], "failures": current, "baseline_threshold":
+             None if math.isinf(threshold) else threshold, "domains": len(domains), "senders": len(senders)}
+    return findings, summary, stats

@@ -31,15 +31,17 @@ def _ms(value) -> float | None:
     return None if value is None else value / NS_PER_MS
 
 
-def metric_row(window: Window, dataset: str, target: str, branch, channel, b: dict,
-               apdex_t_ms: float, sla_ms: float) -> dict:
+def metric_row(window: Window, dataset: str, target: str, dims: dict, b: dict, apdex_t_ms: float,
+               sla_ms: float, rule: str = "minute_metrics") -> dict:
     volume = b["doc_count"]
     sat = b["apdex"]["buckets"]["satisfied"]["doc_count"]
     tol = b["apdex"]["buckets"]["tolerating"]["doc_count"]
     pct = b["latency"]["values"]
+    minute = b["key"].get("minute")
     return {
-        "job": JOB, "rule": "minute_metrics", "source": dataset, "target": target,
-        "branch": branch, "channel": channel, "bucket": ms_to_dt(b["key"]["minute"]),
+        "job": JOB, "rule": rule, "source": dataset, "target": target,
+        "branch": dims.get("trade.branch"), "channel": dims.get("trade.channel"),
+        "bucket": ms_to_dt(minute) if minute is not None else window.start,
         "volume": volume, "success": b["ok"]["doc_count"],
         "success_rate": b["ok"]["doc_count"] / volume if volume else None,
         "p50_ms": _ms(pct.get("50.0")), "p95_ms": _ms(pct.get("95.0")), "p99_ms": _ms(pct.get("99.0")),
@@ -51,6 +53,14 @@ def metric_row(window: Window, dataset: str, target: str, branch, channel, b: di
     }
 
 
+def _dimension_sources(dimensions: list[str]) -> list[dict]:
+    return [{f"d{i}": {"terms": {"field": name, "missing_bucket": True}}} for i, name in enumerate(dimensions)]
+
+
+def _dims(b: dict, dimensions: list[str]) -> dict:
+    return {name: b["key"][f"d{i}"] for i, name in enumerate(dimensions)}
+
+
 def _trade_types(es, index: str, query: dict) -> list[str]:
     aggs = {"types": {"terms": {"field": "trade.type", "size": 1000}}}
     buckets = search(es, index, query, aggs).get("aggregations", {}).get("types", {}).get("buckets", [])
@@ -58,22 +68,26 @@ def _trade_types(es, index: str, query: dict) -> list[str]:
 
 
 def trade_rows(es, prefix: str, window: Window, cfg: dict) -> list[dict]:
+    """Minute rows per trade.type x minute_dimensions, plus one row per trade.type x
+    window_dimensions for the whole window (branches are too many to cut by the minute)."""
     dataset = cfg["trade_dataset"]
     index = logs_index(prefix, [dataset])
     query = base_query(window, [dataset], {"exists": {"field": "event.duration"}})
     rows = []
     success = {"term": {"event.outcome": "success"}}
-    # One composite per trade type: each type has its own SLA, which sets the breach range.
+    minute = [{"minute": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}}}]
+    # One pass per trade type: each type has its own SLA, which sets the breach range.
     for trade_type in _trade_types(es, index, query):
         sla = cfg["sla_ms"].get(trade_type, cfg["sla_ms"]["default"])
         typed = base_query(window, [dataset], {"exists": {"field": "event.duration"}},
                            {"term": {"trade.type": trade_type}})
-        sources = [{"minute": {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m"}}},
-                   {"branch": {"terms": {"field": "trade.branch", "missing_bucket": True}}},
-                   {"channel": {"terms": {"field": "trade.channel", "missing_bucket": True}}}]
-        for b in composite_buckets(es, index, typed, sources, _latency_aggs(cfg["apdex_t_ms"], sla, success)):
-            rows.append(metric_row(window, dataset, trade_type, b["key"]["branch"], b["key"]["channel"], b,
-                                   cfg["apdex_t_ms"], sla))
+        aggs = _latency_aggs(cfg["apdex_t_ms"], sla, success)
+        for rule, sources, dims in (("minute_metrics", minute + _dimension_sources(cfg["minute_dimensions"]),
+                                     cfg["minute_dimensions"]),
+                                    ("window_metrics", _dimension_sources(cfg["window_dimensions"]),
+                                     cfg["window_dimensions"])):
+            for b in composite_buckets(es, index, typed, sources, aggs):
+                rows.append(metric_row(window, dataset, trade_type, _dims(b, dims), b, cfg["apdex_t_ms"], sla, rule))
     return rows
 
 
@@ -91,7 +105,7 @@ def web_rows(es, prefix: str, window: Window, cfg: dict) -> list[dict]:
                    {"target": {"terms": {"field": group_field, "missing_bucket": True}}}]
         aggs = _latency_aggs(web["apdex_t_ms"], web["sla_ms"], success)
         for b in composite_buckets(es, index, query, sources, aggs):
-            rows.append(metric_row(window, dataset, b["key"]["target"] or "(none)", None, None, b,
+            rows.append(metric_row(window, dataset, b["key"]["target"] or "(none)", {}, b,
                                    web["apdex_t_ms"], web["sla_ms"]))
     return rows
 
@@ -100,6 +114,8 @@ def window_findings(rows: list[dict], window: Window, cfg: dict, min_volume: int
     """Rates over the whole window per (dataset, target): SLA-breach rate, success rate, Apdex."""
     groups: dict[tuple, dict] = {}
     for r in rows:
+        if r["rule"] != "minute_metrics":
+            continue  # window rows re-cut the same requests
         g = groups.setdefault((r["source"], r["target"]), {"volume": 0, "success": 0, "breaches": 0, "sat": 0,
                                                            "tol": 0, "first": None, "last": None, "evidence": [],
                                                            "sla_ms": r["sla_ms"], "worst_p99": 0.0})
@@ -141,17 +157,20 @@ def window_findings(rows: list[dict], window: Window, cfg: dict, min_volume: int
     return out
 
 
-def run(es, prefix: str, window: Window, rules: dict) -> tuple[list[Finding], list[dict], list[str]]:
+def run(es, prefix: str, window: Window, rules: dict) -> tuple[list[Finding], list[dict], list[str], dict]:
     cfg = rules[JOB]
     trade = trade_rows(es, prefix, window, cfg)
     web = web_rows(es, prefix, window, cfg)
     findings = window_findings(trade, window, cfg, cfg["min_volume_for_findings"])
     findings += window_findings(web, window, cfg, cfg["web"]["min_volume_for_findings"])
-    summary = []
+    summary, stats = [], {}
     for label, rows in (("trade", trade), ("web", web)):
-        volume = sum(r["volume"] for r in rows)
-        breaches = sum(r["sla_breaches"] for r in rows)
-        targets = len({(r["source"], r["target"]) for r in rows})
-        summary.append(f"{label}: {volume} requests in {len(rows)} minute rows over {targets} types/paths, "
+        minute_rows = [r for r in rows if r["rule"] == "minute_metrics"]
+        volume = sum(r["volume"] for r in minute_rows)
+        breaches = sum(r["sla_breaches"] for r in minute_rows)
+        targets = len({(r["source"], r["target"]) for r in minute_rows})
+        stats[label] = {"requests": volume, "sla_breaches": breaches, "minute_rows": len(minute_rows),
+                        "window_rows": len(rows) - len(minute_rows), "targets": targets}
+        summary.append(f"{label}: {volume} requests in {len(minute_rows)} minute rows over {targets} types/paths, "
                        f"{breaches} SLA breaches")
-    return findings, trade + web, summary
+    return findings, trade + web, summary, stats

@@ -15,7 +15,7 @@ def bucket(minute, volume, ok, sat, tol, breaches, p99_ns):
 
 
 def test_metric_row_apdex_and_rates():
-    row = metric_row(W, "trade.gateway", "NEW_ORDER", "B01", "APP", bucket(W.start_s, 100, 90, 60, 30, 5, 2e8),
+    row = metric_row(W, "trade.gateway", "NEW_ORDER", {"trade.branch": "B01", "trade.channel": "APP"}, bucket(W.start_s, 100, 90, 60, 30, 5, 2e8),
                      100, 200)
     assert row["apdex"] == (60 + 30 / 2) / 100
     assert row["success_rate"] == 0.9
@@ -25,9 +25,9 @@ def test_metric_row_apdex_and_rates():
 
 def test_window_findings_flag_breach_rate_and_success():
     cfg = load_rules()["trade_perf"]
-    rows = [metric_row(W, "trade.gateway", "NEW_ORDER", "B01", "APP", bucket(W.start_s + 60 * i, 50, 40, 20, 10, 10, 3e8),
+    rows = [metric_row(W, "trade.gateway", "NEW_ORDER", {}, bucket(W.start_s + 60 * i, 50, 40, 20, 10, 10, 3e8),
                        cfg["apdex_t_ms"], 100) for i in range(3)]
-    rows += [metric_row(W, "trade.gateway", "QUERY", "B01", "APP", bucket(W.start_s, 50, 50, 50, 0, 0, 1e6),
+    rows += [metric_row(W, "trade.gateway", "QUERY", {}, bucket(W.start_s, 50, 50, 50, 0, 0, 1e6),
                         cfg["apdex_t_ms"], 200)]
     found = {(f.rule, f.target): f for f in window_findings(rows, W, cfg, cfg["min_volume_for_findings"])}
     assert ("sla_breach_rate", "NEW_ORDER") in found
