@@ -126,10 +126,12 @@ def parse_csv(data: bytes, name: str, mapping: KcmmMapping) -> ParsedCsv:
         except ValueError:
             out.bad.append((line, f"bad status {status_text!r}", raw_line))
             continue
-        key = (machine, counter, get(row, "display_name"), get(row, "unit"), get(row, "branch"), get(row, "desk"))
+        key = (machine, counter, get(row, "display_name"), get(row, "unit"), get(row, "branch"), get(row, "desk"),
+               get(row, "category"))
         meta = item_cache.get(key)
         if meta is None:
-            meta = mapping.item(machine, counter, key[2], key[3], {"branch": key[4], "desk": key[5]})
+            meta = mapping.item(machine, counter, key[2], key[3],
+                                {"branch": key[4], "desk": key[5], "category": key[6]})
             item_cache[key] = meta
         raw_value = get(row, "value") or ""
         if raw_value == "":

@@ -38,8 +38,8 @@ COUNTERS = [(1, "order_entry_latency_ms", "trading", "ms", "下单延迟"),
             (8, "login_success", "trading", "", "登录成功"),
             (9, "client_version", "process", "", "客户端版本"),
             (10, "disk_free_pct", "system", "%", "磁盘剩余 (not in the mapping: default numeric)")]
-CSV_COLUMNS = ["machine_name", "display_name", "branch", "desk", "counter_name", "unit", "sample_time", "value",
-               "status"]
+CSV_COLUMNS = ["machine_name", "display_name", "branch", "desk", "counter_name", "category", "unit", "sample_time",
+               "value", "status"]
 
 
 @dataclass(frozen=True)
@@ -198,12 +198,12 @@ def seed_db(settings: Settings, start: dt.datetime, end: dt.datetime, machine_co
 
 def write_csv_export(directory: Path | str, start: dt.datetime, end: dt.datetime, machine_count: int = 3,
                      interval_s: int = 60, seed: int = 11, bad_rows: int = 0, name: str | None = None,
-                     done_marker: bool = False, timezone: str | None = None) -> Path:
+                     done_marker: bool = False, timezone: str | None = None, machine_offset: int = 0) -> Path:
     """One export file in the documented format, written as .tmp then renamed (so a reader never
     sees it half-written). bad_rows > 0 appends that many unparsable rows (text in a number column,
     a bad timestamp, invalid UTF-8, an empty value, ...) in a fixed rotation."""
     tz = timezone or KcmmMapping.load().timezone
-    fleet = machines(machine_count)
+    fleet = machines(machine_count + machine_offset)[machine_offset:]
     by_id = {m.machine_id: m for m in fleet}
     counters = {c[0]: c for c in COUNTERS}
     cols = samples(start, end, fleet, interval_s, tz, seed)
@@ -220,16 +220,16 @@ def write_csv_export(directory: Path | str, start: dt.datetime, end: dt.datetime
         value = vt if vt is not None else ("" if v != v else repr(float(v)))
         if value == "":  # collector failures are not exported
             continue
-        writer.writerow([m.machine_name, m.display_name, m.branch, m.desk, c[1], c[3],
+        writer.writerow([m.machine_name, m.display_name, m.branch, m.desk, c[1], c[2], c[3],
                          t.isoformat(sep=" ", timespec="milliseconds"), value, st])
     data = buf.getvalue().encode("utf-8-sig")
     m0 = fleet[0]
     t0 = cols["sample_time"][0].isoformat(sep=" ", timespec="milliseconds") if cols["sample_time"] else "2026-01-01 00:00:00.000"
     bad_templates = [
-        f"{m0.machine_name},{m0.display_name},{m0.branch},{m0.desk},order_entry_latency_ms,ms,{t0},abc,0",
-        f"{m0.machine_name},{m0.display_name},{m0.branch},{m0.desk},cpu_util_pct,%,2026-13-45 99:00:00.000,12.5,0",
+        f"{m0.machine_name},{m0.display_name},{m0.branch},{m0.desk},order_entry_latency_ms,trading,ms,{t0},abc,0",
+        f"{m0.machine_name},{m0.display_name},{m0.branch},{m0.desk},cpu_util_pct,system,%,2026-13-45 99:00:00.000,12.5,0",
         None,  # invalid UTF-8 bytes (a GBK-encoded branch name)
-        f"{m0.machine_name},{m0.display_name},{m0.branch},{m0.desk},quote_delay_ms,ms,{t0},,1",
+        f"{m0.machine_name},{m0.display_name},{m0.branch},{m0.desk},quote_delay_ms,market_data,ms,{t0},,1",
         f"{m0.machine_name},{m0.display_name},{m0.branch}",
     ]
     extra = b""
@@ -237,7 +237,7 @@ def write_csv_export(directory: Path | str, start: dt.datetime, end: dt.datetime
         template = bad_templates[i % len(bad_templates)]
         if template is None:
             extra += (f"{m0.machine_name},".encode() + "上海浦东营业部".encode("gbk")
-                      + f",x,{m0.desk},cpu_util_pct,%,{t0},1.0,0\r\n".encode())
+                      + f",x,{m0.desk},cpu_util_pct,system,%,{t0},1.0,0\r\n".encode())
         else:
             extra += (template + "\r\n").encode("utf-8")
     tmp = directory / (name + ".tmp")
