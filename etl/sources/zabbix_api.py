@@ -103,6 +103,13 @@ class ZabbixApiSource:
                 log.debug("zabbix logout failed: %s", exc)
         self._api = None
 
+    def __del__(self) -> None:
+        # Callers that never close() must not leave a login session behind on the server.
+        try:
+            self.close()
+        except Exception:
+            pass
+
     def __enter__(self) -> "ZabbixApiSource":
         return self
 
