@@ -164,6 +164,10 @@ class Postgres(Service):
     def stop(self) -> None:
         if not (self.data_dir / "postmaster.pid").exists():
             return
+        status = subprocess.run([str(PG_BIN / "pg_ctl"), "status", "-D", str(self.data_dir)], capture_output=True,
+                                cwd="/", **as_user(OS_USER))
+        if status.returncode == 3:  # not running: a stale postmaster.pid after a crash
+            return
         self._pg("pg_ctl", "stop", "-D", str(self.data_dir), "-m", "fast", "-w", "-t", "60",
                  what="pg_ctl stop", timeout=90)
 

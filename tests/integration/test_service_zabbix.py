@@ -82,3 +82,40 @@ def test_pushed_values_come_back_from_history_get(trapper_host, settings):
     assert [(r["clock"], r["ns"], r["value"]) for r in texts] == [(str(now - 30), "42", "状态 OK")]
     # The wrong value type answers an empty list, not an error: extraction must ask per type.
     assert api.history.get(itemids=[float_id], history=3, time_from=now - 300) == []
+
+
+@pytest.mark.slow
+def test_private_postgres_cluster_lifecycle():
+    """A second, private cluster (own home and port) from nothing: initdb + schema, reuse, stop,
+    stop again, restart with the data kept. The shared instance is never stopped by tests."""
+    import dataclasses
+    import shutil
+    import socket
+    import tempfile
+    from pathlib import Path
+
+    from etl.config import Settings
+    from etl.services.postgres import Postgres
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Not pytest's tmp_path: other sessions reset /tmp/pytest-of-root to 0700 and lock postgres out.
+    home = Path(tempfile.mkdtemp(prefix="monetl-pgtest-"))
+    pg = Postgres(dataclasses.replace(Settings(), home=home, pg_port=port))
+    try:
+        assert not pg.healthy()
+        pg.up()
+        first = pg.pid()
+        assert pg.healthy() and first is not None
+        pg.up()
+        assert pg.pid() == first
+        pg.stop()
+        assert not pg.healthy() and pg.pid() is None
+        pg.stop()  # stopping a stopped cluster is fine
+        pg.up()
+        assert pg.healthy() and pg.pid() != first
+        assert "1" == pg.psql("SELECT count(*) FROM users WHERE username = 'Admin'", db="zabbix").strip()
+    finally:
+        pg.stop()
+        shutil.rmtree(home, ignore_errors=True)
