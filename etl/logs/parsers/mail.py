@@ -195,8 +195,9 @@ _SM_REJECT = re.compile(r"ruleset=(check_\w+), arg1=<?([^>,]*)>?,(?: arg2=[^,]*,
                         r"reject=(\d{3}) (?:(\d\.\d{1,3}\.\d{1,3}) )?(.*)$")
 _SM_UNKNOWN_USER = re.compile(r"^<([^>]+)>\.\.\. (No such user here|User unknown)$")
 _SM_FROM = re.compile(r"^from=<([^>]*)>, size=\d+.*?(?:relay=(.*))?$")
-_SM_DELIVERY = re.compile(r"^to=<?([^>,]*)>?,.*?delay=([\d+:]+),.*?(?:relay=([^,]+), )?.*?dsn=(\d\.\d{1,3}\.\d{1,3}), "
-                          r"stat=(\w+)(?: \(?(.*?)\)?)?$")
+_SM_DELIVERY = re.compile(r"^to=<?([^>,]*)>?,.*?\bdelay=([\d+:]+),.*?dsn=(\d\.\d{1,3}\.\d{1,3}), "
+                          r"stat=(\w+)(?::? \(?(.*?)\)?)?$")
+_SM_RELAY = re.compile(r"\brelay=([^,]+),")
 _SM_AUTH = re.compile(r"AUTH failure \(([^)]+)\): (.*?)(?:, user=([^,]+))?, relay=")
 _SM_STAT = {"sent": "sent", "deferred": "deferred", "queued": "deferred"}
 _SM_RULES = [
@@ -275,7 +276,9 @@ class SendmailParser:
             return
         m = _SM_DELIVERY.match(msg)
         if m:
-            to, delay, relay, dsn, stat, reason = m.groups()
+            to, delay, dsn, stat, reason = m.groups()
+            r = _SM_RELAY.search(msg)
+            relay = r.group(1) if r else None
             status = _SM_STAT.get(stat.lower(), "bounced")
             doc["event.action"] = "delivery"
             doc["event.outcome"] = "success" if status == "sent" else "failure"

@@ -22,7 +22,7 @@ from etl.logs.parsers.base import LineError, ParseContext, put_address, put_port
 from etl.logs.parsers.syslog import parse_header
 
 _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]$")
-_FAILED = re.compile(r"Failed ([\w/-]+) for (invalid user )?(.*?) from (\S+?)(?: port (\d+))?(?: ssh\d?)?(?::.*)?$")
+_FAILED = re.compile(r"Failed ([\w/-]+) for (invalid user )?(.*?) from (\S+?)(?: port (\d+))?(?: ssh\d?)?(?:: .*)?$")
 _ACCEPTED = re.compile(r"Accepted ([\w/-]+) for (\S+) from (\S+) port (\d+)")
 _INVALID = re.compile(r"^Invalid user (.*?) from (\S+?)(?: port (\d+))?\s*$")
 _INVALID_REQ = re.compile(r"input_userauth_request: invalid user (.*?) \[preauth\]")

@@ -194,9 +194,10 @@ def parse_nginx_error(line: str, ctx: ParseContext) -> dict | None:
     u = _NGINX_USER.search(msg)
     if u:
         doc["user.name"] = u.group(1)
-    doc["error.message"] = msg.split(", client: ", 1)[0]
+    # Classify on nginx's own text only: what follows ", client:" is request data an attacker controls.
+    own = doc["error.message"] = msg.split(", client: ", 1)[0]
     for needle, action, outcome in _NGINX_RULES:
-        if needle in msg:
+        if needle in own:
             doc["event.action"], doc["event.outcome"] = action, outcome
             break
     else:
