@@ -1,0 +1,59 @@
+"""lake_compaction: daily, compacts every points day older than the short-term retention into the
+Parquet lake, verifies it against Elasticsearch, then deletes the day's index."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
+
+from _monetl import DEFAULT_ARGS, settings, window
+
+# Consumed by the reports DAG: updated once per run that compacted at least one day.
+LAKE_POINTS = Asset("monetl://lake/points")
+
+DOC = """
+### lake_compaction
+Every day at 02:00 UTC: finds the daily points indices (`{prefix}-points-{source}-{YYYY.MM.DD}`)
+older than `MONETL_SHORT_TERM_DAYS` (counted back from the end of the run's data interval), and
+for each (mapped task per source and day) runs `etl.lake.compact.compact_day`: PIT scan -> Parquet
+partition + 5m/1h rollups, atomic publish, verification against Elasticsearch, then index delete.
+A verification failure fails that task and keeps the index; re-running is safe (a day is
+replaced exactly). Same work by hand: `monetl compact --older-than-retention`.
+Outlet: Asset `monetl://lake/points`. Owner: monitoring-ops.
+"""
+
+
+@dag(
+    dag_id="lake_compaction",
+    schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
+    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    doc_md=DOC,
+    tags=["monetl", "lake", "compaction"],
+)
+def lake_compaction():
+    @task
+    def due_days(**context) -> list[dict]:
+        from etl.lake.compact import days_due
+
+        today = window(context).end.date()
+        return [{"source": source, "day": day.isoformat()} for source, day in days_due(settings(), today=today)]
+
+    @task(max_active_tis_per_dagrun=2)
+    def compact(day: dict) -> str:
+        from etl.lake.compact import compact_day
+
+        report = compact_day(settings(), day["source"], day["day"], delete=True)
+        return "; ".join(report.lines())
+
+    @task(outlets=[LAKE_POINTS])
+    def lake_updated(results: list[str]) -> int:
+        return len(list(results))
+
+    lake_updated(compact.expand(day=due_days()))
+
+
+lake_compaction()
