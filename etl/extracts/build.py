@@ -112,18 +112,22 @@ def build(settings: Settings, names: str | list[str], days: list[dt.date], fresh
         return [build_extract(settings, process, d, days, fresh=fresh) for d in definitions]
 
 
-def lake_report_days(settings: Settings, definitions_dir: Path = DEFINITIONS_DIR) -> list[dt.date]:
-    """Report-local days covered by any raw points in the lake (what the demo builds)."""
+def lake_utc_days(settings: Settings, definitions_dir: Path = DEFINITIONS_DIR) -> list[dt.date]:
+    """UTC days with published raw points of any source an extract reads, oldest first."""
     from etl.extracts.definition import load_all
-    from etl.extracts.periods import report_days_touched
 
-    utc_days = set()
+    days: set[dt.date] = set()
     for d in load_all(definitions_dir).values():
         for s in d.sources:
-            utc_days.update(source.lake_days(settings, "raw", s))
+            days.update(source.lake_days(settings, "raw", s))
+    return sorted(days)
+
+
+def lake_report_days(settings: Settings, definitions_dir: Path = DEFINITIONS_DIR) -> list[dt.date]:
+    """Report-local days covered by the lake's published days (what the demo builds)."""
+    from etl.extracts.periods import report_days_touched
+
     out: set[dt.date] = set()
-    for day in utc_days:
+    for day in lake_utc_days(settings, definitions_dir):
         out.update(report_days_touched(Window.day(day), settings.report_tz))
     return sorted(out)
-
-

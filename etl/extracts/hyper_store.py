@@ -209,6 +209,14 @@ def read_query(process: HyperProcess, path: Path, sql: str) -> list[list]:
         return conn.execute_list_query(sql)
 
 
+@contextlib.contextmanager
+def open_readers(process: HyperProcess, paths: dict[str, Path]) -> Iterator[dict[str, Connection]]:
+    """One read connection per existing file, closed together."""
+    with contextlib.ExitStack() as stack:
+        yield {name: stack.enter_context(Connection(process.endpoint, str(path), CreateMode.NONE))
+               for name, path in paths.items()}
+
+
 def declared_keys(process: HyperProcess, path: Path) -> dict[str, dict]:
     """From Hyper's catalog: {table: {"primary_key": bool, "references": sorted referenced tables}}."""
     with Connection(process.endpoint, str(path), CreateMode.NONE) as conn:

@@ -1,0 +1,44 @@
+"""summary.html rendering: self-contained (no external resource), escaped, one bar per host, one
+heat-map cell per host and day."""
+
+import datetime as dt
+import re
+
+from etl.extracts.summary import SummaryData, render
+
+DAYS = [dt.date(2026, 11, 23), dt.date(2026, 11, 24)]
+
+
+def sample() -> SummaryData:
+    data = SummaryData(dt.datetime(2026, 11, 26, 1, tzinfo=dt.timezone.utc), "Asia/Shanghai", days=DAYS)
+    data.cpu_top = [("核心数据库 (db01)", 97.5, 60.0), ("<script>alert(1)</script>", 40.0, 20.0)]
+    data.heat_hosts = ["web02", "db01"]
+    data.heat = {("web02", DAYS[0]): (100.0, 0), ("web02", DAYS[1]): (33.3, 960), ("db01", DAYS[0]): (91.7, 120)}
+    data.findings = [(DAYS[1], "high", 3)]
+    data.extracts = [("capacity.hyper", {"fact_capacity_daily": 48, "dim_host": 3})]
+    return data
+
+
+def test_summary_is_self_contained_and_escaped():
+    text = render(sample())
+    assert not re.search(r"(src|href)\s*=", text), "summary must load nothing"
+    assert "http://" not in text.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    assert "<script>" not in text and "&lt;script&gt;" in text
+    assert "核心数据库 (db01)" in text
+    assert not re.search(r"\$[a-z_]+", text), "a template field was left unfilled"
+
+
+def test_bars_and_heat_cells():
+    text = render(sample())
+    svg = text[text.index("<svg"):text.index("</svg>")]
+    assert len(re.findall(r'<rect [^>]*height="18"', svg)) == 2          # one p95 bar per host
+    assert "#c0392b" in svg                                             # 97.5% is red
+    heat = text[text.index('<table class="heat"'):text.index("</table>", text.index('<table class="heat"'))]
+    assert heat.count("<td ") == 4                                      # 2 hosts x 2 days
+    assert "db01 2026-11-24: no check data" in heat                     # missing cell says so
+    assert "33" in heat and "960 min without" in heat
+
+
+def test_empty_summary_says_so():
+    text = render(SummaryData(dt.datetime(2026, 11, 26, tzinfo=dt.timezone.utc), "UTC"))
+    assert "No CPU data" in text and "No availability data" in text and "no days" in text
