@@ -20,9 +20,17 @@ def run(args) -> int:
     from etl.config import load
     from etl.seed.fleet import load_fleet, seed_fleet
 
+    from etl import services
+
+    settings = load()
     fleet = load_fleet(Path(args.fleet)) if args.fleet else None
-    result = seed_fleet(load(), hosts=args.hosts, days=args.days, end=args.end, seed=args.seed,
+    services.ensure("zabbix", settings)  # no-op when already up
+    result = seed_fleet(settings, hosts=args.hosts, days=args.days, end=args.end, seed=args.seed,
                         prefix=args.prefix, fleet=fleet)
     for line in result.lines():
         print(line)
+    history_rows = sum(v for k, v in result.rows.items() if k.startswith("history"))
+    seconds = sum(result.seconds.values())
+    print(f"RESULT seed hosts={len(result.hosts)} items={result.items} history_rows={history_rows} "
+          f"seconds={seconds:.1f} rows_per_s={history_rows / max(seconds, 1e-9):.0f}")
     return 0
