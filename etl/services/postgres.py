@@ -157,7 +157,7 @@ class Postgres(Service):
     def start(self) -> None:
         if not (self.data_dir / "PG_VERSION").exists():
             self._initdb()
-        # The port must be written here too: `port` in postgresql.conf would pin it at initdb time.
+        # Port on the command line, not in postgresql.conf: a changed MONETL_PG_PORT applies on next start.
         self._pg("pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w", "-t", "60",
                  "-o", f"-p {self.settings.pg_port}", what="pg_ctl start", timeout=90)
 
