@@ -180,8 +180,7 @@ def privileged_offhours(es, index: str, window: Window, rules: dict) -> list[Fin
     privileged = {"bool": {"should": [
         {"bool": {"filter": [successes(rules), {"bool": {"should": privileged_user}}]}},
         # sudo/su as actions: their pam session lines (same process) would count each use twice.
-        {"bool": {"filter": [{"terms": {"event.action": rule["actions"]}}],
-                  "must_not": [{"term": {"event.outcome": "failure"}}]}},
+        {"bool": {"filter": [{"terms": {"event.action": rule["actions"]}}, {"term": {"event.outcome": "success"}}]}},
     ]}}
     query = base_query(window, None, privileged)
     sources = [{"user": {"terms": {"field": "user.name", "missing_bucket": True}}},
