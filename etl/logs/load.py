@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from etl.config import Settings
-from etl.errors import ConfigError, SourceError, StoreError
-from etl.logs.documents import doc_id, logs_index, nest
+from etl.errors import ConfigError, MonetlError, SourceError, StoreError
+from etl.logs.documents import doc_id, logs_index, logs_index_pattern, nest
 from etl.logs.parsers import LineError, ParseContext, make_parser, parser_class, sniff
 from etl.quarantine import Quarantine
 
@@ -152,6 +152,11 @@ def parse_documents(path: Path, fmt: str, ctx: ParseContext, prefix: str, report
         except LineError as exc:
             _quarantine(quarantine, report, raw, exc.reason, ref, "parse", fmt)
             continue
+        except MonetlError:
+            raise  # a setting is missing (e.g. the year): no line can be read, stop the run
+        except Exception as exc:  # a parser bug on one odd line must not stop the file
+            _quarantine(quarantine, report, raw, f"parser error: {type(exc).__name__}: {exc}", ref, "parse", fmt)
+            continue
         if flat is None:
             report.skipped += 1
             continue
@@ -219,6 +224,8 @@ def load_files(settings: Settings, fmt: str, files: Iterable[str | Path], year: 
     tz = tz or settings.log_tz
     run_id = run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
     paths = [Path(f) for f in files]
+    if fmt != "auto":
+        parser_class(fmt)  # an unknown format fails before any file is looked at
     plan = []
     for path in paths:
         if not path.is_file():
@@ -241,10 +248,12 @@ def load_files(settings: Settings, fmt: str, files: Iterable[str | Path], year: 
             docs = parse_documents(path, chosen, ctx, settings.es_index_prefix, file_report, q)
             bulk_load(client, docs, file_report, q)
             log.info("%s", file_report.line())
-        touched = sorted(set().union(*(f.indices for f in report.files))) if report.files else []
-        if touched:
+        datasets = sorted(set().union(*(f.datasets for f in report.files))) if report.files else []
+        if datasets:
             # Make the documents searchable now: the jobs and the tests query right after loading.
-            client.indices.refresh(index=",".join(touched), ignore_unavailable=True)
+            # One pattern per dataset keeps the URL short however many months a file spans.
+            patterns = ",".join(logs_index_pattern(settings.es_index_prefix, d) for d in datasets)
+            client.indices.refresh(index=patterns, ignore_unavailable=True, allow_no_indices=True)
     finally:
         report.quarantine_paths = quarantines.close()
     return report

@@ -102,3 +102,22 @@ def test_syslog_formats_refuse_to_run_without_a_year(settings, samples_dir):
 def test_unknown_zone_is_a_config_error():
     with pytest.raises(ConfigError, match="time zone"):
         ParseContext.build("f", 2020, "Mars/Olympus")
+
+
+def test_a_parser_bug_on_one_line_is_quarantined_not_fatal(settings, tmp_path, monkeypatch):
+    from etl.logs.parsers.trade import TradeParser
+
+    path = tmp_path / "t.log"
+    path.write_text("\n".join([LINE, LINE.replace("GW01 REQ", "GW02 REQ"), LINE]) + "\n")
+    real = TradeParser.parse
+
+    def flaky(self, line):
+        if "GW02" in line:
+            raise IndexError("boom")
+        return real(self, line)
+
+    monkeypatch.setattr(TradeParser, "parse", flaky)
+    parsed = parse_sample(settings, tmp_path, path, "trade")
+    assert_accounted(parsed, path)
+    assert sorted(parsed.docs) == [1, 3]
+    assert parsed.quarantine[0]["reason"] == "parser error: IndexError: boom" and parsed.quarantine[0]["record"]["line"] == 2
