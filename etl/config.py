@@ -124,7 +124,8 @@ class Settings:
         derived = {
             "es_url": f"http://127.0.0.1:{self.es_port}",
             "zabbix_url": f"http://127.0.0.1:{self.zabbix_api_port}/api_jsonrpc.php",
-            "zabbix_db_url": Secret(f"postgresql+psycopg2://zabbix:zabbix@127.0.0.1:{self.pg_port}/zabbix"),
+            # Extraction reads with the read-only role; only the demo seeder writes (as the DB owner).
+            "zabbix_db_url": Secret(f"postgresql+psycopg2://monetl_ro:monetl_ro@127.0.0.1:{self.pg_port}/zabbix"),
             "kcmm_db_url": Secret(f"postgresql+psycopg2://kcmm:kcmm@127.0.0.1:{self.pg_port}/kcmm"),
             "kcmm_csv_dir": str(self.home / "kcmm" / "inbox"),
             "lake_url": f"file://{self.home / 'lake'}",
