@@ -66,7 +66,8 @@ class Summary:
     reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
     indices: list[str] = field(default_factory=list)
-    ge_rows_checked: int = 0
+    ge_rows_checked: int = 0                                    # rows GE validated (a sample)
+    ge_failed: dict[str, int] = field(default_factory=dict)     # GE's failed expectations on them
     ge_seconds: float = 0.0
     seconds: float = 0.0
 
@@ -176,8 +177,8 @@ class _Prepared:
 _DONE = object()
 
 
-def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, prefix: str, use_ge: bool,
-                           depth: int = 2):
+def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, prefix: str,
+                           sampler: quality.GESampler | None, depth: int = 2):
     """Extract, validate and build documents in a thread while the caller bulk-loads: extraction waits
     on the source, bulk on Elasticsearch, so the two overlap. A bounded queue keeps memory flat."""
     from etl.search.load import documents
@@ -200,8 +201,12 @@ def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, pr
                     return
                 if raw.num_rows == 0:
                     continue
-                checked = quality.check(raw, window, use_ge=use_ge)
+                checked = quality.check(raw, window)
+                if sampler is not None:
+                    sampler.offer(raw, checked.reasons)
                 put(_Prepared(checked.good, checked, raw, documents(checked.good, prefix)))
+            if sampler is not None:
+                sampler.finish()
             put(_DONE)
         except BaseException as exc:  # handed to the consumer, which re-raises it
             put(exc)
@@ -254,21 +259,17 @@ def run(settings: Settings, source, window: Window, mode: str | None = None, run
     apply_points_template(client, settings)
     read, loaded, bad = Counter(), Counter(), Counter()
     touched: set[str] = set()
-    ge_failed: Counter = Counter()
+    sampler = quality.GESampler(extraction) if use_ge else None
     meter = Progress(progress, f"ingest {point_source.name}/{point_source.mode}")
     quarantine = Quarantine(settings, QUARANTINE_AREA, run_id)
     shared = _SharedQuarantine(quarantine)
     try:
         batches = point_source.extract(extraction, run_id, shared)
-        for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, use_ge):
+        for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler):
             raw, checked = prepared.raw, prepared.checked
             read += _by_type(raw)
             _quarantine_rows(shared, raw, checked.bad_rows, checked.reasons, "validate")
             bad += _by_type(raw.take(pa.array(checked.bad_rows, type=pa.int64()))) if checked.bad_rows else Counter()
-            if checked.ge is not None:
-                summary.ge_rows_checked += checked.ge.rows_checked
-                summary.ge_seconds += checked.ge.seconds
-                ge_failed.update(checked.ge.failed)
             meter.update(read=raw.num_rows, quarantined=len(checked.bad_rows))
             result = load.bulk(client, prepared.docs, on_chunk=on_chunk, chunk_docs=chunk_docs or load.CHUNK_DOCS)
             touched.update(prepared.docs.indices)
@@ -292,8 +293,11 @@ def run(settings: Settings, source, window: Window, mode: str | None = None, run
     summary.quarantine_path = str(quarantine.path) if quarantine.count else None
     summary.indices = sorted(touched)
     summary.seconds = time.monotonic() - started
-    if ge_failed:
-        log.info("Great Expectations on %d sampled rows: %s", summary.ge_rows_checked, dict(ge_failed))
+    if sampler is not None:
+        summary.ge_rows_checked, summary.ge_seconds = sampler.total.rows_checked, sampler.total.seconds
+        summary.ge_failed = dict(sampler.total.failed)
+        if summary.ge_failed:
+            log.info("Great Expectations on %d sampled rows: %s", summary.ge_rows_checked, summary.ge_failed)
     log.info("%s", summary.line())
     return summary
 
@@ -449,7 +453,7 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
             still_bad.add(record, reason, stage="replay")
         if batch is None:
             return
-        checked = quality.check(batch, None, use_ge=False)
+        checked = quality.check(batch, None)
         _quarantine_rows(still_bad, batch, checked.bad_rows, checked.reasons, "validate")
         docs = load.documents(checked.good, settings.es_index_prefix)
         result = load.bulk(client, docs)

@@ -52,9 +52,13 @@ def count(client, prefix: str, source: str, window: Window) -> int:
     return int(response["count"])
 
 
-def documents(client, prefix: str, source: str, window: Window, size: int = 10_000) -> list[dict]:
+def documents(client, prefix: str, source: str, window: Window, size: int = 10_000,
+              hosts: list[str] | None = None) -> list[dict]:
     """The _source of every point in the window (small windows: tests, spot checks)."""
-    response = client.search(index=points_index_pattern(prefix, source), size=size, query=_window_query(source, window),
+    query = _window_query(source, window)
+    if hosts:
+        query["bool"]["filter"].append({"terms": {"host": list(hosts)}})
+    response = client.search(index=points_index_pattern(prefix, source), size=size, query=query,
                              sort=[{"itemid": "asc"}, {"@timestamp": "asc"}], ignore_unavailable=True,
                              allow_no_indices=True)
     return [dict(hit["_source"], _id=hit["_id"]) for hit in response["hits"]["hits"]]

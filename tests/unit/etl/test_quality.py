@@ -29,7 +29,7 @@ BAD_CASES = {
 def test_each_bad_case_is_flagged_with_its_reason(case):
     bad, reason = BAD_CASES[case]
     rows = [point(itemid=1), bad, point(itemid=3, value_type=4, value=None, value_text="ok")]
-    checked = quality.check(batch(rows), WINDOW, use_ge=False)
+    checked = quality.check(batch(rows), WINDOW)
     assert checked.bad_rows == [1]
     assert checked.reasons[1].split(":")[0] == reason
     assert checked.good.num_rows == 2
@@ -80,3 +80,17 @@ def test_great_expectations_reports_the_failed_expectations():
 def test_first_failing_rule_in_file_order_names_the_reason():
     reasons = quality.row_failures(batch([point(clock=0, value=float("nan"))]), WINDOW)
     assert reasons[0].startswith("clock before 2000-01-01")
+
+
+def test_sampler_runs_ge_on_a_strided_sample_across_batches():
+    sampler = quality.GESampler(WINDOW, sample_rows=10, every_rows=100)  # every 10th row
+    rows = [point(itemid=i) for i in range(95)]
+    rows[40] = point(itemid=40, clock=0)  # on the stride: sampled
+    rows[41] = point(itemid=41, clock=0)  # off the stride: only the row rules see it
+    whole = batch(rows)
+    for start in range(0, 95, 30):  # batch boundaries that do not align with the stride
+        part = whole.slice(start, 30)
+        sampler.offer(part, quality.row_failures(part, WINDOW))
+    report = sampler.finish()
+    assert report.rows_checked == 10  # rows 0, 10, ..., 90
+    assert report.failed["clock before 2000-01-01 (an unset clock such as 1970)"] == 1
