@@ -89,7 +89,8 @@ def notify_settings(settings, elasticsearch_service, samples_dir, tmp_path_facto
         settings, es_index_prefix=PREFIX, lake_url=f"file://{tmp_path_factory.mktemp('lake')}",
         quarantine_dir=str(tmp_path_factory.mktemp("quarantine")),
         smtp_port=smtp_port, notify_smtp_host="127.0.0.1", notify_smtp_to="secops@example.com",
-        notify_wecom_url=Secret(f"http://127.0.0.1:{http_port}/cgi-bin/webhook/send?key=robot-key-123"))
+        notify_wecom_url=Secret(f"http://127.0.0.1:{http_port}/cgi-bin/webhook/send?key=robot-key-123"),
+        notify_webhook_url=Secret(f"http://127.0.0.1:{http_port}/hooks/monetl"))
     es_client(s).indices.delete(index=f"{PREFIX}-*", ignore_unavailable=True, allow_no_indices=True)
     load_files(s, "winsec", [samples_dir / "evtx_attack_samples/kerberos_pwd_spray_4771.jsonl"])
     return s
@@ -103,9 +104,9 @@ def test_each_high_finding_is_notified_once_across_two_runs(notify_settings, smt
     first = run_job(notify_settings, "illegal_access", SPRAY_WINDOW)
     high = {f.fingerprint for f in first.findings if f.severity in ("high", "critical")}
     assert len(high) >= 2  # password_spray and success_after_failures from 172.16.66.1
-    assert notify_findings(notify_settings, first) == {"smtp": len(high), "wecom": len(high)}
+    assert notify_findings(notify_settings, first) == {"smtp": len(high), "webhook": len(high), "wecom": len(high)}
     second = run_job(notify_settings, "illegal_access", SPRAY_WINDOW)
-    assert notify_findings(notify_settings, second) == {"smtp": 0, "wecom": 0}
+    assert notify_findings(notify_settings, second) == {"smtp": 0, "webhook": 0, "wecom": 0}
 
     assert len(mails) == 1
     mail_from, rcpt, content = mails[0]
@@ -114,8 +115,11 @@ def test_each_high_finding_is_notified_once_across_two_runs(notify_settings, smt
     body = message.get_payload(decode=True).decode()
     assert all(fp in body for fp in high) and "password_spray" in body
 
-    assert len(posts) == 1
-    path, content_type, payload = posts[0]
+    assert len(posts) == 2
+    by_path = {p[0]: p for p in posts}
+    generic = by_path["/hooks/monetl"][2]
+    assert {f["fingerprint"] for f in generic["findings"]} == high and generic["subject"].startswith("[monetl]")
+    path, content_type, payload = by_path["/cgi-bin/webhook/send?key=robot-key-123"]
     assert path == "/cgi-bin/webhook/send?key=robot-key-123" and content_type.startswith("application/json")
     assert payload["msgtype"] == "markdown" and "172.16.66.1" in payload["markdown"]["content"]
     assert len(payload["markdown"]["content"].encode()) <= 4096
@@ -123,11 +127,11 @@ def test_each_high_finding_is_notified_once_across_two_runs(notify_settings, smt
     es = es_client(notify_settings)
     for fp in high:
         doc = es.get(index=f"{PREFIX}-findings", id=fp)["_source"]
-        assert sorted(doc["notified_channels"]) == ["smtp", "wecom"] and doc["notified_at"]
+        assert sorted(doc["notified_channels"]) == ["smtp", "webhook", "wecom"] and doc["notified_at"]
 
 
 def test_unreachable_channel_fails_loudly_without_leaking_the_url(notify_settings):
-    broken = dataclasses.replace(notify_settings, notify_smtp_to="",
+    broken = dataclasses.replace(notify_settings, notify_smtp_to="", notify_webhook_url=Secret(""),
                                  notify_wecom_url=Secret("http://127.0.0.1:9/cgi-bin/webhook/send?key=SECRETKEY"),
                                  es_index_prefix=PREFIX)
     result = run_job(broken, "illegal_access", SPRAY_WINDOW)
