@@ -127,6 +127,11 @@ def _column(values, type_: pa.DataType, length: int) -> pa.Array:
     return pa.array(values, type=type_)
 
 
+def _const(value: str, n: int) -> pa.Array:
+    """A string column of n copies of one value (gathered in C, no Python objects per row)."""
+    return pa.array([value], type=pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
 def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=None, value_text=None,
                  resolution: str = RAW, value_min=None, value_max=None, value_count=None) -> pa.RecordBatch:
     """A point batch from columns (numpy arrays, Arrow arrays or lists) plus the item catalog.
@@ -151,19 +156,16 @@ def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=
     value_arr = pc.if_else(pa.array(numeric), value_arr, pa.scalar(None, pa.float64())) if n else value_arr
     text_arr = pc.if_else(pa.array(~numeric), text_arr, pa.scalar(None, pa.string())) if n else text_arr
     columns = {
-        "source": pa.array(np.full(n, catalog.source, dtype=object), type=pa.string()) if n
-        else pa.array([], pa.string()),
+        "source": _const(catalog.source, n),
         "value": value_arr,
         "value_text": text_arr,
         "clock": _column(np.asarray(clock, dtype=np.int64), pa.int64(), n),
         "ns": _column(np.asarray(ns, dtype=np.int32), pa.int32(), n),
-        "resolution": pa.array(np.full(n, resolution, dtype=object), type=pa.string()) if n
-        else pa.array([], pa.string()),
+        "resolution": _const(resolution, n),
         "value_min": _column(value_min, pa.float64(), n),
         "value_max": _column(value_max, pa.float64(), n),
         "value_count": _column(value_count, pa.int64(), n),
-        "run_id": pa.array(np.full(n, run_id, dtype=object), type=pa.string()) if n
-        else pa.array([], pa.string()),
+        "run_id": _const(run_id, n),
     }
     for name in _META_COLUMNS:
         columns[name] = meta.column(name).combine_chunks() if n else pa.array([], schema.field(name).type)

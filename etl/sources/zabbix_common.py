@@ -181,6 +181,17 @@ def history_columns(itemid: Sequence, clock: Sequence, ns: Sequence, value: Sequ
     bad: list[tuple[int, str]] = []
     cols = {"itemid": np.asarray(itemid, dtype=np.int64), "clock": np.asarray(clock, dtype=np.int64),
             "ns": np.asarray(ns, dtype=np.int64)}
+    if isinstance(value, (pa.Array, pa.ChunkedArray)) and value.null_count == 0 and (
+            pa.types.is_floating(value.type) or pa.types.is_integer(value.type) or pa.types.is_string(value.type)):
+        # Already typed and validated by Arrow (the DB fast path): no per-row conversion.
+        if isinstance(value, pa.ChunkedArray):
+            value = value.combine_chunks()
+        if value_type in NUMERIC_TYPES:
+            cols["value"] = value.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:
+            cols["value_text"] = value.cast(pa.string())
+        bad_ns = np.flatnonzero((cols["ns"] < 0) | (cols["ns"] > 999_999_999))
+        return cols, [(int(i), f"ns out of range: {int(cols['ns'][i])}") for i in bad_ns]
     values = list(value)
     if value_type in NUMERIC_TYPES:
         numbers, bad_idx = _numbers(values)
@@ -223,7 +234,7 @@ def history_batch(catalog: ItemCatalog, run_id: str, value_type: int, itemid, cl
                   window_ns: tuple[int, int], on_bad: Callable[[dict, str], None]) -> pa.RecordBatch:
     """One point batch from a history result; unconvertible rows go to on_bad(record, reason)."""
     cols, bad = history_columns(itemid, clock, ns, value, value_type)
-    values = list(value) if bad else None
+    values = (value.to_pylist() if isinstance(value, (pa.Array, pa.ChunkedArray)) else list(value)) if bad else None
     for i, reason in bad:
         on_bad({"itemid": int(cols["itemid"][i]), "clock": int(cols["clock"][i]), "ns": int(cols["ns"][i]),
                 "value_type": value_type, "value": values[i]}, reason)

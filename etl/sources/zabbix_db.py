@@ -5,11 +5,17 @@ into Arrow column-wise (one tuple transpose per partition, no per-row dicts)."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import math
+import os
+import threading
 from collections import defaultdict
 from typing import Iterator, Sequence
+
+import pyarrow as pa
+import pyarrow.csv as pacsv
 
 from etl.config import Settings
 from etl.errors import ConfigError, SourceError
@@ -23,6 +29,14 @@ log = logging.getLogger(__name__)
 
 # itemids per query: keeps the ANY(array) parameter small while the index (itemid, clock) does the work.
 ITEMS_PER_QUERY = 5000
+
+
+def psycopg2_errors() -> tuple[type[BaseException], ...]:
+    try:
+        import psycopg2
+    except ImportError:
+        return ()
+    return (psycopg2.Error,)
 
 _ITEMS_SQL = """
 SELECT i.itemid, i.hostid, h.host, h.name AS host_name, i.key_, i.name, i.units, i.value_type,
@@ -43,7 +57,7 @@ class ZabbixDbSource:
 
     def __init__(self, settings: Settings, hosts: list[str] | None = None, itemids: list[int] | None = None,
                  max_batch_rows: int = MAX_BATCH_ROWS, use_trends: str = "auto", db_url: str | None = None,
-                 now: dt.datetime | None = None, **_ignored):
+                 now: dt.datetime | None = None, fast_copy: bool = True, **_ignored):
         if use_trends not in ("auto", "never", "only"):
             raise ConfigError(f"use_trends={use_trends!r}: expected auto, never or only")
         self.settings = settings
@@ -53,6 +67,7 @@ class ZabbixDbSource:
         self.use_trends = use_trends
         self._url = db_url or settings.zabbix_db_url.reveal()
         self._now = now
+        self.fast_copy = fast_copy
         self._engine = None
         self._catalog: tuple[ItemCatalog, dict[int, Retention]] | None = None
 
@@ -157,20 +172,81 @@ class ZabbixDbSource:
                     yield value_type, resolution, span, chunk
 
     @staticmethod
-    def _history_sql(value_type: int) -> str:
-        # numeric(20) -> float8 in the database: Decimal objects per row would dominate the cost.
-        value = "value::float8" if value_type == UINT else "value"
-        return (f"SELECT itemid, clock, ns, {value} AS value FROM {HISTORY_TABLES[value_type]} "
-                "WHERE itemid = ANY(:ids) AND clock >= :lo AND clock <= :hi")
+    def _select(value_type: int, resolution: str) -> tuple[str, str, list[tuple[str, pa.DataType]]]:
+        """(columns, table, Arrow types) of one query; numeric(20) is cast to float8 in the
+        database, so neither path builds Decimal objects."""
+        if resolution == RAW:
+            value = "value::float8" if value_type == UINT else "value"
+            value_type_arrow = pa.float64() if value_type in NUMERIC_TYPES else pa.string()
+            return (f"itemid, clock, ns, {value} AS value", HISTORY_TABLES[value_type],
+                    [("itemid", pa.int64()), ("clock", pa.int64()), ("ns", pa.int64()), ("value", value_type_arrow)])
+        return ("itemid, clock, num, value_min::float8, value_avg::float8, value_max::float8",
+                TREND_TABLES[value_type], [("itemid", pa.int64()), ("clock", pa.int64()), ("num", pa.int64()),
+                                           ("value_min", pa.float64()), ("value_avg", pa.float64()),
+                                           ("value_max", pa.float64())])
 
-    @staticmethod
-    def _trend_sql(value_type: int) -> str:
-        return ("SELECT itemid, clock, num, value_min::float8, value_avg::float8, value_max::float8 "
-                f"FROM {TREND_TABLES[value_type]} WHERE itemid = ANY(:ids) AND clock >= :lo AND clock <= :hi")
+    def _copy_parts(self, conn, value_type: int, resolution: str, span: Span, ids: list[int]) -> Iterator[list]:
+        """PostgreSQL fast path: COPY (SELECT ...) TO STDOUT as CSV into a pipe, parsed incrementally
+        by Arrow's streaming CSV reader: no Python object per row, and memory bounded by the pipe
+        and one parse block whatever the window size."""
+        columns, table, types = self._select(value_type, resolution)
+        raw = conn.connection.dbapi_connection
+        with raw.cursor() as cur:
+            query = cur.mogrify(f"SELECT {columns} FROM {table} WHERE itemid = ANY(%(ids)s) "
+                                "AND clock >= %(lo)s AND clock <= %(hi)s",
+                                {"ids": list(ids), "lo": span.lo, "hi": span.hi}).decode()
+        read_fd, write_fd = os.pipe()
+        reader = os.fdopen(read_fd, "rb", buffering=1 << 20)
+        writer = os.fdopen(write_fd, "wb", buffering=1 << 20)
+        failure: list[BaseException] = []
+
+        def produce() -> None:
+            try:
+                with raw.cursor() as cur:
+                    cur.copy_expert(f"COPY ({query}) TO STDOUT WITH (FORMAT csv)", writer)
+            except BaseException as exc:  # re-raised in the reading thread below
+                failure.append(exc)
+            finally:
+                with contextlib.suppress(OSError):
+                    writer.close()
+
+        producer = threading.Thread(target=produce, name="zabbix-db-copy", daemon=True)
+        producer.start()
+        finished = False
+        try:
+            if reader.peek(1):
+                stream = pacsv.open_csv(
+                    reader, read_options=pacsv.ReadOptions(column_names=[n for n, _ in types], block_size=4 << 20),
+                    parse_options=pacsv.ParseOptions(newlines_in_values=True),
+                    convert_options=pacsv.ConvertOptions(column_types=dict(types), strings_can_be_null=False,
+                                                         quoted_strings_can_be_null=False))
+                for batch in stream:
+                    yield [batch.column(i) for i in range(batch.num_columns)]
+            finished = True
+        finally:
+            reader.close()  # a consumer that stopped early breaks the pipe: the COPY then fails
+            producer.join()
+            if not finished:
+                conn.invalidate()  # the connection is mid-COPY: never hand it out again
+        if failure:
+            raise failure[0]
+
+    def _stream_parts(self, conn, value_type: int, resolution: str, span: Span, ids: list[int]) -> Iterator[list]:
+        """Portable path (any SQLAlchemy dialect, e.g. a MySQL-backed Zabbix): a server-side cursor,
+        one tuple transpose per partition."""
+        from sqlalchemy import bindparam, text
+
+        columns, table, _ = self._select(value_type, resolution)
+        if conn.dialect.name != "postgresql":
+            columns = columns.replace("::float8", "")
+        query = text(f"SELECT {columns} FROM {table} WHERE itemid IN :ids AND clock >= :lo AND clock <= :hi"
+                     ).bindparams(bindparam("ids", expanding=True))
+        result = conn.execution_options(stream_results=True).execute(query, {"ids": ids, "lo": span.lo, "hi": span.hi})
+        for rows in result.partitions(self.max_batch_rows):
+            yield [list(c) for c in zip(*rows)]
 
     # -- PointSource --------------------------------------------------------------------------
     def extract(self, window, run_id: str, quarantine) -> Iterator:
-        from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
 
         catalog, _ = self.catalog()
@@ -183,20 +259,20 @@ class ZabbixDbSource:
 
         def batches():
             with self._connect() as conn:
-                conn = conn.execution_options(stream_results=True, yield_per=self.max_batch_rows)
+                fast = self.fast_copy and conn.dialect.driver == "psycopg2"
                 for value_type, resolution, span, ids in self._plans(start_s, end_s):
-                    sql = self._history_sql(value_type) if resolution == RAW else self._trend_sql(value_type)
-                    result = conn.execute(text(sql), {"ids": ids, "lo": span.lo, "hi": span.hi})
-                    for rows in result.partitions():
-                        cols = list(zip(*rows))
-                        if resolution == RAW:
-                            yield history_batch(catalog, run_id, value_type, *cols, window_ns, on_bad)
-                        else:
-                            yield trend_batch(catalog, run_id, *cols, window_ns)
+                    parts = (self._copy_parts if fast else self._stream_parts)(conn, value_type, resolution, span, ids)
+                    # closing(): a consumer that stops early ends the COPY before the connection closes.
+                    with contextlib.closing(parts):
+                        for cols in parts:
+                            if resolution == RAW:
+                                yield history_batch(catalog, run_id, value_type, *cols, window_ns, on_bad)
+                            else:
+                                yield trend_batch(catalog, run_id, *cols, window_ns)
 
         try:
             yield from rebatch(batches(), self.max_batch_rows)
-        except SQLAlchemyError as exc:
+        except (SQLAlchemyError, *psycopg2_errors()) as exc:
             raise SourceError(f"Zabbix DB {self._where()}: reading {window} failed: "
                               f"{str(getattr(exc, 'orig', exc)).strip()[:300]}") from None
 

@@ -178,3 +178,23 @@ def test_count_per_bucket_matches_what_extract_returns(fleet, mode):
         expected[b] = expected.get(b, 0) + 1
     assert {b: n for b, n in counts.items() if n} == expected
     assert sum(counts.values()) == len(points) > 0
+
+
+def test_db_fast_copy_path_equals_portable_cursor_path(fleet):
+    window = _window(OLD, RECENT + 1000 + 20)
+    fast = _extract(fleet, "db", window)
+    portable = _extract(fleet, "db", window, fast_copy=False)
+    key = lambda p: (p["itemid"], p["clock"], p["ns"], p["resolution"])  # noqa: E731
+    assert sorted(fast, key=key) == sorted(portable, key=key)
+
+
+def test_db_consumer_stopping_early_leaves_the_source_usable(fleet):
+    settings, ids = fleet["settings"], fleet["ids"]
+    window = _window(RECENT + 1000, RECENT + 1000 + BIG_SPAN)
+    with open_source("zabbix", settings, "db", itemids=[ids["big.float"]], hosts=[fleet["host"]], now=NOW) as source, \
+            Quarantine(settings, "zabbix", "it-early") as quarantine:
+        batches = source.extract(window, "it-run", quarantine)
+        first = next(batches)
+        batches.close()  # mid-COPY
+        assert first.num_rows == 50_000
+        assert sum(b.num_rows for b in source.extract(window, "it-run", quarantine)) == BIG_ROWS
