@@ -267,11 +267,14 @@ class ZabbixApiSource:
         start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
         for value_type, resolution, span, ids in self._plans(start_s, end_s):
             if resolution == RAW:
+                count = self._history_count(value_type)
+                if count(span, ids) == 0:  # one call settles an empty span instead of one per bucket
+                    continue
                 for b in starts:
                     lo = max(int(b.timestamp()), span.lo)
                     hi = min(int(b.timestamp()) + step - 1, span.hi)
                     if lo <= hi:
-                        counts[b] += self._history_count(value_type)(Span(lo, hi), ids)
+                        counts[b] += count(Span(lo, hi), ids)
             else:
                 for rows in fetch_under_budget(span, ids, self.row_budget, self._trend_count, self._trend_fetch,
                                                self.stats):

@@ -161,16 +161,25 @@ class FakeApi:
     """The JSON-RPC boundary with Zabbix's observed behaviour: wrong value type -> empty list,
     inclusive time_from/time_till, HTTP 500 (as zabbix_utils raises it) above `wall` rows."""
 
-    def __init__(self, history, wall=10**9):
+    def __init__(self, history, wall=10**9, version=6.0):
         self.history = history  # list of dicts itemid, clock, ns, value, vt
         self.wall = wall
-        self.version = type("V", (), {"major": 6.0})()
+        self.version = type("V", (), {"major": version})()
         self.calls = []
 
     def send_api_request(self, method, params):
         self.calls.append((method, params))
         if method == "host.get":
-            return {"result": [{"hostid": "1", "host": "h", "name": "h", "groups": [{"name": "g"}], "tags": []}]}
+            # 6.2+ answers selectHostGroups with "hostgroups"; 7.0 refuses selectGroups.
+            if self.version.major >= 6.2:
+                assert "selectGroups" not in params
+                groups_key = "hostgroups" if "selectHostGroups" in params else None
+            else:
+                groups_key = "groups" if "selectGroups" in params else None
+            host = {"hostid": "1", "host": "h", "name": "h", "tags": []}
+            if groups_key:
+                host[groups_key] = [{"name": "g"}]
+            return {"result": [host]}
         if method == "item.get":
             return {"result": [{"itemid": "1", "hostid": "1", "key_": "f", "name": "f", "units": "", "value_type": "0",
                                 "history": "90d", "trends": "365d", "tags": []},
@@ -225,3 +234,10 @@ def test_api_source_count_per_bucket():
                     dt.datetime.fromtimestamp(start + 3 * 3600, dt.timezone.utc))
     counts = src.count(window, dt.timedelta(hours=1))
     assert list(counts.values()) == [60, 60, 0]
+
+
+@pytest.mark.parametrize("version", [6.0, 7.0, 7.2])
+def test_host_groups_come_through_on_every_api_version(version):
+    src = ZabbixApiSource(Settings(), api=FakeApi([], version=version))
+    catalog, _ = src.catalog()
+    assert catalog[1].host_groups == ("g",)
