@@ -198,3 +198,30 @@ def test_db_consumer_stopping_early_leaves_the_source_usable(fleet):
         batches.close()  # mid-COPY
         assert first.num_rows == 50_000
         assert sum(b.num_rows for b in source.extract(window, "it-run", quarantine)) == BIG_ROWS
+
+
+def test_api_token_login_reads_the_same_points(fleet, settings):
+    api = zabbix_api(settings)
+    admin = api.user.get(filter={"username": settings.zabbix_user}, output=["userid"])[0]["userid"]
+    token_id = api.token.create(name=f"monetltest-{uuid.uuid4().hex[:8]}", userid=admin)["tokenids"][0]
+    try:
+        token = api.token.generate(token_id)[0]["token"]
+        token_settings = dataclasses.replace(fleet["settings"], zabbix_token=type(settings.zabbix_token)(token),
+                                             zabbix_password=type(settings.zabbix_password)("not-the-password"))
+        window = _window(RECENT, RECENT + 200)
+        with open_source("zabbix", token_settings, "api", hosts=[fleet["host"]], now=NOW) as source, \
+                Quarantine(token_settings, "zabbix", "it-token") as quarantine:
+            by_token = [r for b in source.extract(window, "it-run", quarantine) for r in b.to_pylist()]
+        assert by_token and sorted(map(str, by_token)) == sorted(map(str, _extract(fleet, "api", window)))
+    finally:
+        api.token.delete(token_id)
+        api.logout()
+
+
+def test_failed_login_is_a_source_error_without_the_password(fleet):
+    from etl.errors import SourceError
+
+    wrong = dataclasses.replace(fleet["settings"], zabbix_password=type(fleet["settings"].zabbix_password)("Wr0ng-pass!"))
+    with pytest.raises(SourceError) as failure:
+        open_source("zabbix", wrong, "api").catalog()
+    assert "Wr0ng-pass!" not in str(failure.value) and "login" in str(failure.value)
