@@ -9,7 +9,7 @@ metadata columns are gathered with `take`, never assembled row by row.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -38,7 +38,9 @@ class PointSource(Protocol):
     def extract(self, window: "Window", run_id: str, quarantine: "Quarantine") -> Iterator[pa.RecordBatch]:
         """Points with clock in [window.start, window.end) (ns resolution), batches conforming to
         point_schema(), at most MAX_BATCH_ROWS rows each. Records that cannot be converted go to
-        quarantine with a reason; one bad record never raises."""
+        quarantine with a reason; one bad record never raises. One exception: kcmm/csv also yields
+        rows older than window.start from export files that arrived late (never rows >= window.end),
+        since a dropped file is read once (see etl/sources/kcmm_csv.py)."""
         ...
 
     def count(self, window: "Window", bucket: dt.timedelta) -> dict[dt.datetime, int]:
@@ -227,21 +229,13 @@ def bucket_starts(window: "Window", bucket: dt.timedelta) -> list[dt.datetime]:
     return [dt.datetime.fromtimestamp(s, tz=dt.timezone.utc) for s in range(first, int(end) + 1, step) if s < end]
 
 
-@dataclass
-class SourceOptions:
-    """Optional narrowing of what a source reads (an operator's --host, tests' own hosts)."""
-
-    hosts: list[str] | None = None  # technical host names
-    itemids: list[int] | None = None
-    max_batch_rows: int = MAX_BATCH_ROWS
-    extra: dict = field(default_factory=dict)
-
-
 def open_source(name: str, settings: "Settings", mode: str | None = None, **options) -> PointSource:
     """The point source `name` in `mode`. Defaults: zabbix -> "api", kcmm -> "db".
 
-    options: hosts=[...], itemids=[...], max_batch_rows=N, plus mode-specific ones
-    (zabbix api: row_budget; kcmm csv: csv_dir, mapping)."""
+    options (keywords): hosts=[technical host / machine names], max_batch_rows=N; zabbix: itemids=[...],
+    use_trends="auto"|"never"|"only", now=datetime (retention reference); zabbix api: row_budget,
+    item_batch, timeout; zabbix db: fast_copy; kcmm: mapping (path), timezone; kcmm csv: csv_dir,
+    state_path, settle_seconds. Every source also has close() and is a context manager."""
     from etl.errors import ConfigError
 
     if name == "zabbix":
