@@ -38,12 +38,8 @@ def psycopg2_errors() -> tuple[type[BaseException], ...]:
         return ()
     return (psycopg2.Error,)
 
-_ITEMS_SQL = """
-SELECT i.itemid, i.hostid, h.host, h.name AS host_name, i.key_, i.name, i.units, i.value_type,
-       i.history, i.trends
-FROM items i JOIN hosts h ON h.hostid = i.hostid
-WHERE h.status IN (0, 1) AND h.flags IN (0, 4) AND i.flags IN (0, 4) AND i.value_type IN (0, 1, 2, 3, 4)
-"""
+# Hosts (not templates, not host prototypes) and their items that have a point representation.
+_ITEMS_WHERE = "h.status IN (0, 1) AND h.flags IN (0, 4) AND i.flags IN (0, 4) AND i.value_type IN (0, 1, 2, 3, 4)"
 
 
 def _chunks(seq: Sequence, size: int) -> Iterator[list]:
@@ -113,29 +109,35 @@ class ZabbixDbSource:
         return self._catalog
 
     def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
-        from sqlalchemy import text
+        """Items, groups and tags with one shared filter (joins, not id lists: a full catalog has
+        hundreds of thousands of items). Expanding IN keeps it portable to MySQL-backed Zabbix."""
+        from sqlalchemy import bindparam, text
 
-        sql, params = _ITEMS_SQL, {}
+        where, binds, params = _ITEMS_WHERE, [], {}
         if self.hosts:
-            sql += " AND h.host = ANY(:hosts)"
+            where += " AND h.host IN :hosts"
+            binds.append(bindparam("hosts", expanding=True))
             params["hosts"] = self.hosts
         if self.itemids:
-            sql += " AND i.itemid = ANY(:itemids)"
+            where += " AND i.itemid IN :itemids"
+            binds.append(bindparam("itemids", expanding=True))
             params["itemids"] = self.itemids
+        scope = f"FROM items i JOIN hosts h ON h.hostid = i.hostid WHERE {where}"
+
+        def rows(sql: str) -> list[dict]:
+            return [dict(r._mapping) for r in conn.execute(text(sql).bindparams(*binds), params)]
+
         with self._connect() as conn:
-            items = [dict(r._mapping) for r in conn.execute(text(sql), params)]
-            hostids = sorted({int(r["hostid"]) for r in items})
-            itemids = [int(r["itemid"]) for r in items]
-            groups = [dict(r._mapping) for r in conn.execute(text(
-                "SELECT hg.hostid, g.name FROM hosts_groups hg JOIN hstgrp g ON g.groupid = hg.groupid "
-                "WHERE hg.hostid = ANY(:ids)"), {"ids": hostids})]
-            item_tags = [dict(r._mapping) for r in conn.execute(text(
-                "SELECT itemid, tag, value FROM item_tag WHERE itemid = ANY(:ids)"), {"ids": itemids})]
-            host_tags = [dict(r._mapping) for r in conn.execute(text(
-                "SELECT hostid, tag, value FROM host_tag WHERE hostid = ANY(:ids)"), {"ids": hostids})]
+            items = rows("SELECT i.itemid, i.hostid, h.host, h.name AS host_name, i.key_, i.name, i.units, "
+                         f"i.value_type, i.history, i.trends {scope}")
+            host_scope = f"SELECT DISTINCT h.hostid {scope}"
+            groups = rows("SELECT hg.hostid, g.name FROM hosts_groups hg JOIN hstgrp g ON g.groupid = hg.groupid "
+                          f"WHERE hg.hostid IN ({host_scope})")
+            item_tags = rows(f"SELECT t.itemid, t.tag, t.value FROM item_tag t WHERE t.itemid IN (SELECT i.itemid {scope})")
+            host_tags = rows(f"SELECT t.hostid, t.tag, t.value FROM host_tag t WHERE t.hostid IN ({host_scope})")
             hk_history, hk_trends = self._housekeeping(conn)
         catalog, retention = catalog_from_db(items, groups, item_tags, host_tags, hk_history, hk_trends)
-        log.info("zabbix DB catalog: %d hosts, %d items", len(hostids), len(catalog))
+        log.info("zabbix DB catalog: %d hosts, %d items", len({r["hostid"] for r in items}), len(catalog))
         return catalog, retention
 
     @staticmethod
