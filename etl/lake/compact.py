@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from etl.schema import point_schema, points_index, points_index_pattern
 
 log = logging.getLogger(__name__)
 
+VERIFY_COLUMNS = sorted(set(manifest.POINT_CHECKSUM_COLUMNS) | {"itemid", "clock"})
 SORT_KEYS = [("host", "ascending"), ("itemid", "ascending"), ("clock", "ascending"), ("ns", "ascending")]
 
 
@@ -72,21 +74,20 @@ class ScanResult:
     quarantined: int
 
 
-def scan_day(es, index: str, quarantine: Quarantine, *, slices: int = 2, page_size: int = 5000) -> ScanResult:
+def scan_day(raw_es, index: str, quarantine: Quarantine, *, slices: int = 2, page_size: int = 5000) -> ScanResult:
     """The whole index as one Arrow table (sorted), with the order-free checksum of every point."""
     schema = point_schema()
-    batches, checksum, bad = [], 0, 0
-    for hits in es_scan.iter_pages(es, index, fields=schema.names, slices=slices, page_size=page_size):
-        batch, rejected = es_scan.hits_to_batch(hits, schema)
+    batches, checksum = [], 0
+    parse = functools.partial(es_scan.parse_points_page, schema=schema)
+    for batch, rejected in es_scan.iter_pages(raw_es, index, parse, slices=slices, page_size=page_size):
         for hit, reason in rejected:
             quarantine.add(hit.get("_source"), reason, ref=f"{index}/{hit.get('_id')}", stage="compact")
-        bad += len(rejected)
         checksum = manifest.combine(checksum, manifest.checksum_int(batch, manifest.POINT_CHECKSUM_COLUMNS))
         batches.append(batch)
     table = pa.Table.from_batches(batches, schema=schema)
     if table.num_rows:
         table = table.sort_by(SORT_KEYS).combine_chunks()
-    return ScanResult(table, checksum, bad)
+    return ScanResult(table, checksum, quarantine.count)
 
 
 def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tuple[int, str]:
@@ -97,7 +98,8 @@ def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tupl
     found = reader.read_manifest(storage, partition)
     if found is None:
         raise VerificationError(f"{where}: no manifest, partition not published")
-    table = reader.read_partition(storage, partition, point_schema())
+    # Only what the checksum and the per-item comparison need.
+    table = reader.read_partition(storage, partition, point_schema(), columns=VERIFY_COLUMNS)
     lake_sum = manifest.as_hex(manifest.checksum_int(table, manifest.POINT_CHECKSUM_COLUMNS))
     lake_items = manifest.rows_per_itemid(table)
     problems = []
@@ -166,7 +168,7 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
     publish.sweep_stale(storage)
     es.indices.refresh(index=index)
     with Quarantine(settings, "lake", run_id) as quarantine:
-        scanned = scan_day(es, index, quarantine, slices=slices, page_size=page_size)
+        scanned = scan_day(es_scan.raw_client(settings), index, quarantine, slices=slices, page_size=page_size)
         report.quarantined = quarantine.count
     points = scanned.table
     report.rows, report.checksum = points.num_rows, manifest.as_hex(scanned.checksum)

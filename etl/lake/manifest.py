@@ -39,6 +39,33 @@ def _hash_text(value) -> int:
     return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little")
 
 
+_P = 0x100000001B3  # odd, so it has an inverse mod 2^64
+_P_INV = pow(_P, -1, 1 << 64)
+_TEXT_CHUNK = 65_536
+
+
+def _text_hashes(array: pa.Array) -> np.ndarray:
+    """Polynomial hash mod 2^64 of each value's UTF-8 bytes (sum of (byte+1) * P^position), all in
+    numpy: prefix sums over the data buffer, differences per value, shifted back by P^-start."""
+    width = np.int64 if pa.types.is_large_string(array.type) or pa.types.is_large_binary(array.type) else np.int32
+    offsets = np.frombuffer(array.buffers()[1], dtype=width)[array.offset:array.offset + len(array) + 1].astype(np.int64)
+    base, total = int(offsets[0]), int(offsets[-1] - offsets[0])
+    data_buffer = array.buffers()[2]
+    data = (np.frombuffer(data_buffer, dtype=np.uint8)[base:base + total] if total else np.zeros(0, np.uint8))
+    starts, ends = offsets[:-1] - base, offsets[1:] - base
+    with np.errstate(over="ignore"):
+        powers = np.full(total + 1, _P, dtype=np.uint64)
+        powers[0] = 1
+        powers = np.cumprod(powers, dtype=np.uint64)  # P^j, wrapping
+        inverse = np.full(total + 1, _P_INV, dtype=np.uint64)
+        inverse[0] = 1
+        inverse = np.cumprod(inverse, dtype=np.uint64)  # P^-j
+        prefix = np.zeros(total + 1, dtype=np.uint64)
+        np.cumsum((data.astype(np.uint64) + np.uint64(1)) * powers[:total], dtype=np.uint64, out=prefix[1:])
+        spans = (prefix[ends] - prefix[starts]) * inverse[starts]
+        return spans ^ (ends - starts).astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)
+
+
 def column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     """One uint64 per row; nulls hash to a constant that no real value is likely to take."""
     if isinstance(column, pa.ChunkedArray):
@@ -59,11 +86,8 @@ def column_hash(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     elif pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
         if column.null_count == n:
             return np.full(n, _NULL, dtype=np.uint64)
-        # Hash each distinct text once: monitoring text repeats a lot.
-        encoded = pc.dictionary_encode(column)
-        uniques = np.array([_hash_text(v) for v in encoded.dictionary.to_pylist()], dtype=np.uint64)
-        indices = encoded.indices.fill_null(0).to_numpy(zero_copy_only=False)
-        bits = uniques[indices] if len(uniques) else np.zeros(n, dtype=np.uint64)
+        bits = np.concatenate([_text_hashes(column.slice(i, _TEXT_CHUNK)) for i in range(0, n, _TEXT_CHUNK)]) \
+            if n else np.zeros(0, dtype=np.uint64)
     else:  # nested (lists, structs): rare and small here
         bits = np.array([_hash_text(json.dumps(v, sort_keys=True, ensure_ascii=False, default=str))
                          for v in column.to_pylist()], dtype=np.uint64)

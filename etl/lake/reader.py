@@ -29,7 +29,10 @@ def partition_files(storage: Storage, partition: str) -> list[str]:
     return [layout.join(partition, name) for name in storage.list(partition) if layout.is_data_file(name)]
 
 
-def read_files(storage: Storage, files: list[str], schema: pa.Schema | None, filter=None) -> pa.Table:
+def read_files(storage: Storage, files: list[str], schema: pa.Schema | None, filter=None,
+               columns: list[str] | None = None) -> pa.Table:
+    if schema is not None and columns:
+        schema = pa.schema([schema.field(c) for c in columns], metadata=schema.metadata)
     if not files:
         return schema.empty_table() if schema is not None else pa.table({})
     local = [storage.local_path(f) for f in files]
@@ -47,12 +50,13 @@ def read_files(storage: Storage, files: list[str], schema: pa.Schema | None, fil
 
 def _scan(paths: list[str], schema: pa.Schema | None, filter) -> pa.Table:
     dataset = ds.dataset(paths, format="parquet", schema=schema)
-    table = dataset.to_table(filter=filter)
+    table = dataset.to_table(filter=filter, columns=schema.names if schema is not None else None)
     return table.cast(schema) if schema is not None else table
 
 
-def read_partition(storage: Storage, partition: str, schema: pa.Schema | None = None) -> pa.Table:
-    return read_files(storage, partition_files(storage, partition), schema)
+def read_partition(storage: Storage, partition: str, schema: pa.Schema | None = None,
+                   columns: list[str] | None = None) -> pa.Table:
+    return read_files(storage, partition_files(storage, partition), schema, columns=columns)
 
 
 def read_manifest(storage: Storage, partition: str) -> dict | None:

@@ -56,3 +56,14 @@ def test_manifest_round_trip_and_schema_check():
         manifest.loads(manifest.dumps(broken), "test")
     with pytest.raises(VerificationError, match="not JSON"):
         manifest.loads(b"{half", "test")
+
+
+def test_text_hash_depends_on_content_only_not_on_buffer_position():
+    texts = pa.array(["a", "bc", None, "中文 ok", "", "bc"])
+    full = manifest.column_hash(texts)
+    assert list(manifest.column_hash(texts.slice(1))) == list(full[1:])
+    assert full[1] == full[5] and full[0] != full[1] and full[4] != full[2]
+    assert list(manifest.column_hash(texts.cast(pa.large_string()))) == list(full)
+    chunked = pa.chunked_array([texts.slice(0, 2), texts.slice(2)])
+    assert list(manifest.column_hash(chunked)) == list(full)
+    assert manifest.column_hash(pa.array(["ab"]))[0] != manifest.column_hash(pa.array(["ba"]))[0]

@@ -28,3 +28,39 @@ def test_bad_hits_are_returned_with_reasons_and_the_rest_kept():
     reasons = {hit["_id"]: reason for hit, reason in bad}
     assert "itemid" in reasons["zabbix:2"]
     assert "type" in reasons["zabbix:3"]
+
+
+def _body(hits):
+    import json
+
+    return json.dumps({"pit_id": "p", "hits": {"hits": [dict(h, sort=[7, i]) for i, h in enumerate(hits)]}},
+                      ensure_ascii=False).encode()
+
+
+def test_arrow_page_parse_equals_the_python_path_and_drops_es_only_fields():
+    from etl.lake.es_scan import parse_points_page
+
+    hits = [_source(1), _source(2, value=3, value_text="中文\n\"x\""), _source(3, tags=[], host_groups=None)]
+    page = parse_points_page(_body(hits))
+    batch, rejected = page.payload
+    assert rejected == [] and page.hits == 3 and page.last_sort == [7, 2]
+    expected, _ = hits_to_batch(hits)
+    assert batch.equals(expected)
+
+
+def test_arrow_page_parse_names_bad_documents():
+    from etl.lake.es_scan import parse_points_page
+
+    batch, rejected = parse_points_page(_body([_source(1), _source(2, itemid=None)])).payload
+    assert batch.column("itemid").to_pylist() == [1]
+    assert [(hit["_id"], reason) for hit, reason in rejected] == [("zabbix:2", "missing required field itemid")]
+    # A type Arrow cannot read takes the slow path, which still names the document.
+    batch, rejected = parse_points_page(_body([_source(1), _source(3, value="n/a")])).payload
+    assert batch.num_rows == 1 and rejected[0][0]["_id"] == "zabbix:3"
+
+
+def test_empty_page():
+    from etl.lake.es_scan import parse_points_page
+
+    assert parse_points_page(b'{"pit_id":"p"}').hits == 0
+    assert parse_points_page(b'{"pit_id":"p","hits":{"hits":[]}}').hits == 0
