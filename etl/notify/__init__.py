@@ -79,3 +79,20 @@ def notify_findings(settings: Settings, result, es=None, notifiers: list[Notifie
     docs = [f.to_doc() for f in result.findings]
     return send_new(docs, notifiers, EsSentLog(es, findings_index(settings.es_index_prefix)),
                     settings.notify_min_severity)
+
+
+def notify_stored(settings: Settings, fingerprints: list[str], es=None,
+                  notifiers: list[Notifier] | None = None) -> dict[str, int]:
+    """Notify findings by fingerprint as stored in the findings index (the DAG path: the analysis
+    task hands over fingerprints through XCom, never the findings themselves)."""
+    from etl.logs.jobs.common import findings_index
+    from etl.notify.dedup import EsSentLog
+    from etl.search.client import es_client
+
+    notifiers = notifiers if notifiers is not None else notifiers_from_settings(settings)
+    if not notifiers or not fingerprints:
+        return {n.name: 0 for n in notifiers}
+    es = es or es_client(settings)
+    index = findings_index(settings.es_index_prefix)
+    docs = [d["_source"] for d in es.mget(index=index, ids=list(fingerprints))["docs"] if d.get("found")]
+    return send_new(docs, notifiers, EsSentLog(es, index), settings.notify_min_severity)

@@ -175,6 +175,13 @@ class Findings:
             out[f.severity] = out.get(f.severity, 0) + 1
         return out
 
+    def xcom_summary(self, min_severity: str = "high") -> dict:
+        """Small enough for XCom: counts and the fingerprints worth notifying."""
+        floor = SEVERITIES.index(min_severity)
+        return {"job": self.job, "window": [self.window.start.isoformat(), self.window.end.isoformat()],
+                "findings": len(self.findings), "by_severity": self.by_severity(), "metric_rows": len(self.metrics),
+                "notify": sorted({f.fingerprint for f in self.findings if SEVERITIES.index(f.severity) >= floor})}
+
     def to_json(self) -> dict:
         return {"job": self.job, "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
                 "findings": [f.to_doc() for f in self.findings], "metrics_rows": len(self.metrics),
