@@ -132,9 +132,9 @@ class KcmmDbSource:
         query, params = self._sample_query(columns)
         try:
             with self.engine.connect() as conn:
-                conn = conn.execution_options(stream_results=True, yield_per=self.max_batch_rows)
+                conn = conn.execution_options(stream_results=True)
                 result = conn.execute(query, {"lo": lo, "hi": hi, **params})
-                yield from result.partitions()
+                yield from result.partitions(self.max_batch_rows)
         except SQLAlchemyError as exc:
             raise self._fail(f"reading samples for {window}", exc) from None
 

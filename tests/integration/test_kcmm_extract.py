@@ -120,3 +120,11 @@ def test_count_matches_extract(kcmm, mode, tmp_path):
         counts = source.count(window, dt.timedelta(hours=1))
     points, _ = _extract(settings, mode, kcmm["hosts"], window, f"count-{mode}")
     assert list(counts.values())[0] == 0 and sum(counts.values()) == len(points) > 0
+
+
+def test_db_batches_are_bounded(kcmm):
+    settings = kcmm["settings"]
+    with open_source("kcmm", settings, "db", hosts=kcmm["hosts"], max_batch_rows=500) as source, \
+            Quarantine(settings, "kcmm", "bounded") as quarantine:
+        sizes = [b.num_rows for b in source.extract(Window(START, END), "bounded", quarantine)]
+    assert max(sizes) == 500 and sum(sizes) == kcmm["seeded"]["samples"] - kcmm["seeded"]["missing_values"]
