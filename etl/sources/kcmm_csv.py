@@ -26,6 +26,7 @@ import io
 import json
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, ItemMeta, bucket_
 from etl.sources.kcmm_mapping import KcmmMapping, local_to_utc
 
 log = logging.getLogger(__name__)
+_ESCAPED = re.compile("[\udc80-\udcff]")  # bytes that were not UTF-8, kept by surrogateescape
 
 
 @dataclass
@@ -62,11 +64,12 @@ class ParsedCsv:
 def _parse_time(text: str, fmt: str) -> dt.datetime:
     text = text.strip()
     try:
-        return dt.datetime.strptime(text, fmt)
+        parsed = dt.datetime.fromisoformat(text)  # C-fast; covers the documented format
     except ValueError:
-        parsed = dt.datetime.fromisoformat(text)  # also "2026-11-25 08:00:00" without fraction
+        return dt.datetime.strptime(text, fmt)  # an installation's own format (mapping time_format)
+    else:
         if parsed.tzinfo is not None:
-            raise ValueError("has a UTC offset; KCMM writes local wall-clock time") from None
+            raise ValueError("has a UTC offset; KCMM writes local wall-clock time")
         return parsed
 
 
@@ -75,8 +78,13 @@ def parse_csv(data: bytes, name: str, mapping: KcmmMapping) -> ParsedCsv:
     spec = mapping.csv
     cols = spec["columns"]
     out = ParsedCsv()
-    # surrogateescape keeps undecodable bytes visible per line instead of failing the whole file.
-    text = data.decode(spec.get("encoding", "utf-8-sig"), errors="surrogateescape")
+    # surrogateescape keeps undecodable bytes visible per line instead of failing the whole file;
+    # only a file that does not decode cleanly pays for the per-row check.
+    encoding = spec.get("encoding", "utf-8-sig")
+    try:
+        text, undecodable = data.decode(encoding), None
+    except UnicodeDecodeError:
+        text, undecodable = data.decode(encoding, errors="surrogateescape"), _ESCAPED
     if text.startswith("\ufeff"):
         text = text[1:]
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=spec.get("delimiter", ","))
@@ -104,7 +112,7 @@ def parse_csv(data: bytes, name: str, mapping: KcmmMapping) -> ParsedCsv:
         if not row or all(not c.strip() for c in row):
             continue
         raw_line = ",".join(row)
-        if any("\udc80" <= ch <= "\udcff" for ch in raw_line):
+        if undecodable is not None and undecodable.search(raw_line):
             out.bad.append((line, "invalid UTF-8 in the row", raw_line.encode("utf-8", "surrogateescape")
                             .decode("utf-8", "replace")))
             continue

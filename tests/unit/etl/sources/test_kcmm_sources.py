@@ -165,3 +165,12 @@ def test_count_buckets_rows_in_complete_files(inbox):
     os.utime(folder / "a.csv", (time.time() - 600,) * 2)
     counts = KcmmCsvSource(settings).count(_window(9, 11), dt.timedelta(hours=1))
     assert list(counts.values()) == [1, 1]
+
+
+def test_installation_specific_time_format_from_the_mapping():
+    base = KcmmMapping.load()
+    mapping = KcmmMapping({**base.raw, "csv": {**base.csv, "time_format": "%Y/%m/%d %H:%M:%S"}})
+    parsed = parse_csv((HEADER + _row(t="2026/11/25 09:30:00")).encode(), "f.csv", mapping)
+    assert parsed.bad == [] and parsed.clock.tolist() == [int(dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC).timestamp())]
+    offset = parse_csv((HEADER + _row(t="2026-11-25T09:30:00+08:00")).encode(), "f.csv", base)
+    assert "UTC offset" in offset.bad[0][1]
