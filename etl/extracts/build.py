@@ -17,7 +17,7 @@ from etl.config import Settings
 from etl.extracts import model, source
 from etl.extracts.definition import DEFINITIONS_DIR, Definition, Fact, select
 from etl.extracts.periods import day_range, span_window, spans
-from etl.extracts.transform import _ARROW, SpanFrame, date_dimension
+from etl.extracts.transform import ARROW_TYPES, SpanFrame, date_dimension
 from etl.window import Window
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def read_rows(settings: Settings, definition: Definition, dataset: str, window: 
     if definition.is_points:
         tables = [source.read_points(settings, s, window, dataset) for s in definition.sources]
     else:
-        columns = [(c.name, _ARROW[c.type]) for c in definition.input]
+        columns = [(c.name, ARROW_TYPES[c.type]) for c in definition.input]
         tables = [source.read_findings(settings, job, window, columns) for job in definition.jobs]
     if len(tables) == 1:
         return tables[0]

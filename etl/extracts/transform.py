@@ -22,7 +22,7 @@ from etl.extracts.periods import Period, periods
 from etl.errors import StoreError
 from etl.window import Window
 
-_ARROW = {
+ARROW_TYPES = {
     "text": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "double": pa.float64(),
     "date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"), "timestamp": pa.timestamp("us"),
     "bool": pa.bool_(),
@@ -30,7 +30,7 @@ _ARROW = {
 
 
 def arrow_schema(table: model.Table) -> pa.Schema:
-    return pa.schema([(c.name, _ARROW[c.type]) for c in table.columns])
+    return pa.schema([(c.name, ARROW_TYPES[c.type]) for c in table.columns])
 
 
 def like_pattern(glob: str) -> str:
@@ -117,10 +117,13 @@ class SpanFrame:
         else:
             values = "value, clock, ns, clock AS ts"
         sources = ", ".join(_quote(s) for s in d.sources)
+        # Raw points partitions also hold Zabbix trend rows (resolution 1h, hourly averages): a raw
+        # measure must not mix them with samples.
+        raw_only = " AND resolution = 'raw'" if "resolution" in names else ""
         self.con.execute(
             "CREATE TEMP VIEW matched AS SELECT * FROM ("
             f"SELECT source, host, host_name, host_groups, itemid, key, item_name, units, value_type, {values}, "
-            f"{metric_case(d)} AS metric FROM src WHERE source IN ({sources}) AND value_type IN (0, 3)"
+            f"{metric_case(d)} AS metric FROM src WHERE source IN ({sources}) AND value_type IN (0, 3){raw_only}"
             f") WHERE metric IS NOT NULL{' AND (' + d.where + ')' if d.where else ''}")
 
     def fact(self, fact: Fact, span: tuple[dt.date, dt.date]) -> pa.Table:

@@ -134,3 +134,24 @@ def test_dataset_dirs_match_the_lake_layout():
     from etl.lake import layout
 
     assert DATASET_DIRS == {"raw": layout.POINTS, **layout.ROLLUPS}
+
+
+def test_raw_measures_ignore_trend_rows_and_text_items():
+    from etl.schema import point_schema
+
+    kcmm = load(DEFINITIONS_DIR / "kcmm.json")
+    base = {"source": "kcmm", "host": "ws01", "host_name": "终端", "host_groups": ["KCMM"], "itemid": 7,
+            "key": "order_latency_ms", "item_name": "Order latency", "units": "ms", "value_type": 0, "ns": 0,
+            "run_id": "t"}
+    rows = pa.Table.from_pylist([
+        {**base, "value": 10.0, "clock": T0 + 60, "resolution": "raw"},
+        {**base, "value": 30.0, "clock": T0 + 120, "resolution": "raw"},
+        # an hourly trend row of the same item: an average, not a sample
+        {**base, "value": 500.0, "clock": T0, "resolution": "1h", "value_min": 1.0, "value_max": 900.0,
+         "value_count": 60},
+        {**base, "itemid": 8, "key": "status_text", "value_type": 1, "value": None, "value_text": "OK",
+         "clock": T0 + 60, "resolution": "raw"},
+    ], schema=point_schema())
+    with SpanFrame(kcmm, rows, "Asia/Shanghai") as frame:
+        (daily,) = frame.fact(kcmm.facts[0], (DAY, DAY + dt.timedelta(days=1))).to_pylist()
+    assert (daily["avg_value"], daily["max_value"], daily["samples"]) == (20.0, 30.0, 2)
