@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.schema import NUMERIC_TYPES, TEXT_TYPES, point_schema
+from etl.schema import NUMERIC_TYPES, point_schema
 
 if TYPE_CHECKING:
     from etl.config import Settings

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 from etl.config import Settings
 from etl.errors import ConfigError, SourceError
 from etl.schema import NUMERIC_TYPES, UINT
-from etl.sources.base import HOURLY, MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_starts, rebatch
+from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_starts, rebatch
 from etl.sources.zabbix_common import (HISTORY_TABLES, TREND_TABLES, Span, history_batch, history_cutoff,
                                        plan_spans, trend_batch)
 from etl.sources.zabbix_meta import Retention, catalog_from_db

@@ -15,7 +15,7 @@ from etl.schema import point_schema
 from etl.seed import delete_hosts, ensure_host, ensure_items, zabbix_api
 from etl.seed.history_db import insert_history, writer_connection
 from etl.sources import open_source
-from etl.sources.zabbix_common import Span, TooBig
+from etl.sources.zabbix_common import TooBig
 from etl.window import Window
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
