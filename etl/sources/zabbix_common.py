@@ -9,7 +9,6 @@ quarantined with "not a number"."""
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 
 from etl.errors import SourceError
-from etl.schema import LOG, NUMERIC_TYPES
+from etl.schema import NUMERIC_TYPES
 from etl.sources.base import HOURLY, RAW, ItemCatalog, build_points
 
 HOUR = 3600
@@ -254,11 +253,3 @@ def trend_batch(catalog: ItemCatalog, run_id: str, itemid, clock, num, value_min
     cols["value_count"] = np.asarray(num, dtype=np.int64)
     cols = in_window(cols, *window_ns)
     return build_points(catalog, run_id=run_id, resolution=HOURLY, **cols)
-
-
-def is_log(value_type: int) -> bool:
-    return value_type == LOG
-
-
-def utc(epoch_s: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(epoch_s, tz=dt.timezone.utc)
