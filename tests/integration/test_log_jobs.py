@@ -241,3 +241,14 @@ def test_cli_prints_json_findings(job_settings, loaded):
                             SPRAY_WINDOW.start.isoformat(), "--end", SPRAY_WINDOW.end.isoformat()],
                            capture_output=True, text=True, env=env, check=True).stdout
     assert "password_spray" in table and "172.16.66.1" in table
+
+
+def test_run_demo_summarises_every_job(job_settings, loaded):
+    from etl.logs.jobs import run_demo
+
+    lines = run_demo(job_settings)
+    illegal = next(line for line in lines if line.startswith("illegal_access:"))
+    for expected in ("brute_force/high", "password_spray/high", "admin_console_bruteforce/high", "24.151.103.17"):
+        assert expected in illegal
+    assert next(line for line in lines if line.startswith("mail_failures:")).split()[1] != "no"
+    assert any(line.startswith("trade_perf: no loaded log data") for line in lines)

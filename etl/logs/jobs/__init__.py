@@ -99,10 +99,13 @@ def run_demo(settings: Settings) -> list[str]:
         days = days_with_data(es, settings.es_index_prefix, job_datasets(job))
         by_rule: Counter = Counter()
         sources: Counter = Counter()
-        metric_rows = 0
+        metric_rows = requests = breaches = 0
         for day in days:
             result = run_job(settings, job, Window.day(day), es=es)
             metric_rows += len(result.metrics)
+            for part in result.stats.values() if job == "trade_perf" else []:
+                requests += part["requests"]
+                breaches += part["sla_breaches"]
             for f in result.findings:
                 by_rule[(f.rule, f.severity)] += 1
                 sources[f.source] += 1
@@ -111,7 +114,10 @@ def run_demo(settings: Settings) -> list[str]:
             continue
         rules_text = ", ".join(f"{rule}/{sev} {n}" for (rule, sev), n in sorted(by_rule.items())) or "none"
         top = ", ".join(f"{src} ({n})" for src, n in sources.most_common(3)) or "-"
-        extra = f"; {metric_rows} minute metric rows" if job == "trade_perf" else ""
+        extra = ""
+        if job == "trade_perf":
+            extra = (f"; {requests} requests, {breaches} over SLA, {metric_rows} metric rows "
+                     f"(per minute x type x channel, per window x type x branch x channel)")
         lines.append(f"{job}: {len(days)} day(s) {days[0]}..{days[-1]}, {sum(by_rule.values())} findings "
                      f"[{rules_text}]; top sources {top}{extra}")
     lines.append(f"findings in Elasticsearch index {settings.es_index_prefix}-findings and lake "

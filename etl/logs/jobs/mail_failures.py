@@ -121,7 +121,7 @@ def _group_findings(rule_name: str, rule: dict, rows: list[dict], window: Window
         rate = r["failures"] / r["total"] if r["total"] else 0.0
         if r["failures"] < rule["min_failures"] or rate < rule["min_failure_rate"]:
             continue
-        out.append(Finding(JOB, rule_name, severity_for(rule, r["failures"]), what, r["key"], r["failures"], window,
+        out.append(Finding(JOB, rule_name, severity_for(rule, r["failures"]), r["key"], what, r["failures"], window,
                            counts={s: r[s] for s in STATUSES} | {"failures": r["failures"], "total": r["total"]},
                            first_seen=r["first"], last_seen=r["last"], evidence_ids=r["evidence"],
                            details={"failure_rate": round(rate, 4), "reasons": r["reasons"]},
@@ -136,7 +136,7 @@ def run(es, prefix: str, window: Window, rules: dict) -> tuple[list[Finding], li
     total = totals(es, index, query, cfg)
     domains = _per_group(es, index, query, "email.to.domain", cfg["failure_statuses"])
     senders = _per_group(es, index, query, "email.from.address", cfg["failure_statuses"])
-    findings = _group_findings("domain_failures", cfg["domain_failures"], domains, window, "recipient domain")
+    findings = _group_findings("domain_failures", cfg["domain_failures"], domains, window, "recipient-domain")
     findings += _group_findings("sender_failures", cfg["sender_failures"], senders, window, "sender")
     current, previous = failure_baseline(es, index, window, cfg)
     threshold = spike_threshold(previous, cfg["spike"]["sigmas"])
