@@ -12,6 +12,7 @@ import time
 # (title, "module:function") in data-flow order.
 STAGES = [
     ("seed Zabbix demo fleet", "etl.seed:run_demo"),
+    ("seed KCMM sample database + CSV export", "etl.sources.kcmm_sample:run_demo"),
     ("ingest Zabbix + KCMM -> Elasticsearch", "etl.ingest:run_demo"),
     ("compact -> Parquet lake", "etl.lake:run_demo"),
     ("load business logs -> Elasticsearch", "etl.logs.load:run_demo"),
