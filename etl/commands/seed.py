@@ -11,6 +11,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same values (default 1)")
     p.add_argument("--prefix", default="", help="prefix for host names, to keep a test fleet apart")
     p.add_argument("--fleet", help="fleet definition JSON (default schemas/seed_fleet.json)")
+    p.add_argument("--kcmm", action="store_true",
+                   help="also seed the KCMM sample: 26 h of 10 desktops in the kcmm DB and one CSV export")
     p.set_defaults(func=run)
 
 
@@ -33,4 +35,9 @@ def run(args) -> int:
     seconds = sum(result.seconds.values())
     print(f"RESULT seed hosts={len(result.hosts)} items={result.items} history_rows={history_rows} "
           f"seconds={seconds:.1f} rows_per_s={history_rows / max(seconds, 1e-9):.0f}")
+    if args.kcmm:
+        from etl.sources.kcmm_sample import run_demo as seed_kcmm
+
+        for line in seed_kcmm(settings):
+            print(line)
     return 0
