@@ -175,10 +175,13 @@ class _Prepared:
 
 
 _DONE = object()
+# Rows per unit of work (validate, build documents, bulk): source batches are sliced to this, so the
+# documents in flight stay a few MB whatever the source's batch size and the window's length.
+WORK_ROWS = 10_000
 
 
 def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, prefix: str,
-                           sampler: quality.GESampler | None, depth: int = 2):
+                           sampler: quality.GESampler | None, depth: int = 1):
     """Extract, validate and build documents in a thread while the caller bulk-loads: extraction waits
     on the source, bulk on Elasticsearch, so the two overlap. A bounded queue keeps memory flat."""
     from etl.search.load import documents
@@ -196,15 +199,16 @@ def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, pr
 
     def work() -> None:
         try:
-            for raw in batches:
-                if stop.is_set():
-                    return
-                if raw.num_rows == 0:
-                    continue
-                checked = quality.check(raw, window)
-                if sampler is not None:
-                    sampler.offer(raw, checked.reasons)
-                put(_Prepared(checked.good, checked, raw, documents(checked.good, prefix)))
+            for source_batch in batches:
+                for offset in range(0, source_batch.num_rows, WORK_ROWS):
+                    if stop.is_set():
+                        return
+                    raw = source_batch.slice(offset, WORK_ROWS)
+                    checked = quality.check(raw, window)
+                    if sampler is not None:
+                        sampler.offer(raw, checked.reasons)
+                    put(_Prepared(checked.good, checked, raw, documents(checked.good, prefix)))
+                del source_batch
             if sampler is not None:
                 sampler.finish()
             put(_DONE)

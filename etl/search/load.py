@@ -89,7 +89,7 @@ def documents(batch: pa.RecordBatch, prefix: str) -> Documents:
     con = _duckdb()
     con.register("points", batch)
     try:
-        built = con.execute(_SQL).to_arrow_table()
+        built = con.sql(_SQL).to_arrow_table()
     finally:
         con.unregister("points")
     return Documents(ids=built.column("_id").to_pylist(), indices=index_names(batch, prefix).to_pylist(),
