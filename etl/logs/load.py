@@ -315,7 +315,7 @@ def run_demo(settings: Settings) -> list[str]:
              f"{f.quarantined_total} quarantined" for f in report.files]
     out = settings.home / "logs" / "generated" / "trade_gateway_2026-11-25.log"
     out.parent.mkdir(parents=True, exist_ok=True)
-    generate_file(out, start="2026-11-25", end="2026-11-26", seed=20261125, rate=5.0, gateways=2)
+    generate_file(out, start="2026-11-25", end="2026-11-26", seed=20261125, rate=2.0, gateways=2)
     trade = load_files(settings, "trade", [out], run_id=report.run_id)
     t = trade.files[0]
     lines.append(f"{out.name} [trade, SYNTHETIC]: {t.read} lines, {t.loaded} loaded, {t.quarantined_total} quarantined")
