@@ -1,8 +1,9 @@
 """Pure transforms: lake rows (Arrow) of one span -> fact and dimension tables (Arrow), in DuckDB.
 
 The definition's measure SQL runs over one row per sample (raw) or bucket (rollups) with columns:
-  points:   source, host, host_name, host_groups, itemid, key, item_name, units, value_type, metric, ts,
+  points:   source, host, itemid, metric, ts,
             raw: value, clock, ns            rollups: bucket, min, max, sum, count, last, value (= sum/count)
+            (names, keys and groups are per series, in the dimension tables)
   findings: the definition's input columns, ts
   always:   date_key, period_start_local, period_start_utc, period_end_utc, local_hour,
             period_minutes (minutes of the period inside the lake's published days)
@@ -120,11 +121,34 @@ class SpanFrame:
         # Raw points partitions also hold Zabbix trend rows (resolution 1h, hourly averages): a raw
         # measure must not mix them with samples.
         raw_only = " AND resolution = 'raw'" if "resolution" in names else ""
+        # The metric of each distinct key once (the LIKE rules are the costly part), then the
+        # matching rows materialised once: every fact and dimension query of the span reads them.
         self.con.execute(
-            "CREATE TEMP VIEW matched AS SELECT * FROM ("
-            f"SELECT source, host, host_name, host_groups, itemid, key, item_name, units, value_type, {values}, "
-            f"{metric_case(d)} AS metric FROM src WHERE source IN ({sources}) AND value_type IN (0, 3){raw_only}"
-            f") WHERE metric IS NOT NULL{' AND (' + d.where + ')' if d.where else ''}")
+            "CREATE TEMP TABLE metric_of_key AS SELECT * FROM ("
+            f"SELECT key, {metric_case(d)} AS metric FROM (SELECT DISTINCT key FROM src)) WHERE metric IS NOT NULL")
+        # Narrow on purpose (no names, no group lists): copying those per sample dominated the
+        # build; the attributes live once per series in `series`.
+        filters = f"source IN ({sources}) AND value_type IN (0, 3){raw_only}"
+        self.con.execute(
+            "CREATE TEMP TABLE matched AS SELECT * FROM ("
+            f"SELECT source, host, itemid, k.metric, {values} FROM src JOIN metric_of_key k ON src.key = k.key "
+            f"WHERE {filters}){' WHERE (' + d.where + ')' if d.where else ''}")
+        # Newest attributes of each series (a host renamed or regrouped mid-span shows its new ones).
+        ts = "bucket" if "bucket" in names else "clock"
+        self.con.execute(f"""
+            CREATE TEMP TABLE series AS
+            SELECT s.source, s.host, s.itemid, any_value(s.host_name) AS host_name,
+                   any_value(s.host_groups) AS host_groups, any_value(s.key) AS key,
+                   any_value(s.item_name) AS item_name, any_value(s.units) AS units,
+                   any_value(s.value_type) AS value_type, any_value(k.metric) AS metric, l.ts
+            FROM src s JOIN metric_of_key k ON s.key = k.key
+            JOIN (SELECT source, host, itemid, max(ts) AS ts FROM matched GROUP BY ALL) l
+              ON s.source = l.source AND s.host = l.host AND s.itemid = l.itemid AND s.{ts} = l.ts
+            WHERE {filters.replace("source IN", "s.source IN")}
+            GROUP BY s.source, s.host, s.itemid, l.ts""")
+        self.con.execute("""
+            CREATE TEMP TABLE groups_of_host AS
+            SELECT source, host, arg_max(host_groups, ts) AS host_groups FROM series GROUP BY source, host""")
 
     def fact(self, fact: Fact, span: tuple[dt.date, dt.date]) -> pa.Table:
         self.con.register("periods", periods_table(periods(span, fact.grain, self.tz), self.coverage))
@@ -140,7 +164,8 @@ class SpanFrame:
         else:
             rows = "SELECT m.*, p.* FROM matched m JOIN periods p ON m.ts >= p.start_s AND m.ts < p.end_s"
         if "host_group" in fact.dimensions:
-            rows = f"SELECT r.*, unnest(r.host_groups) AS group_name FROM ({rows}) r"
+            rows = (f"SELECT r.*, unnest(g.host_groups) AS group_name FROM ({rows}) r "
+                    "JOIN groups_of_host g ON g.source = r.source AND g.host = r.host")
         key_sql = {
             "host": "source || ':' || host",
             "item": "source || ':' || CAST(itemid AS VARCHAR)",
@@ -175,18 +200,16 @@ class SpanFrame:
             "dim_host": "SELECT source || ':' || host AS host_key, source, host, "
                         "arg_max(host_name, ts) AS host_name, "
                         "array_to_string(list_sort(arg_max(host_groups, ts)), ', ') AS host_groups, "
-                        "to_timestamp(max(ts)) AS last_seen_utc FROM matched GROUP BY source, host",
+                        "to_timestamp(max(ts)) AS last_seen_utc FROM series GROUP BY source, host",
             "dim_host_group": "SELECT DISTINCT g AS group_key, g AS group_name "
-                              "FROM (SELECT unnest(host_groups) AS g FROM matched) WHERE g IS NOT NULL",
+                              "FROM (SELECT unnest(host_groups) AS g FROM series) WHERE g IS NOT NULL",
             "bridge_host_group": "SELECT DISTINCT host_key, g AS group_key FROM ("
                                  "SELECT source || ':' || host AS host_key, "
-                                 "unnest(arg_max(host_groups, ts)) AS g FROM matched GROUP BY source, host) "
+                                 "unnest(arg_max(host_groups, ts)) AS g FROM series GROUP BY source, host) "
                                  "WHERE g IS NOT NULL",
-            "dim_item": "SELECT source || ':' || CAST(itemid AS VARCHAR) AS item_key, source, itemid, "
-                        "arg_max(key, ts) AS key, arg_max(item_name, ts) AS item_name, "
-                        "arg_max(units, ts) AS units, CAST(arg_max(value_type, ts) AS INTEGER) AS value_type, "
-                        "arg_max(metric, ts) AS metric, to_timestamp(max(ts)) AS last_seen_utc "
-                        "FROM matched GROUP BY source, itemid",
+            "dim_item": "SELECT source || ':' || CAST(itemid AS VARCHAR) AS item_key, source, itemid, key, "
+                        "item_name, units, CAST(value_type AS INTEGER) AS value_type, metric, "
+                        "to_timestamp(ts) AS last_seen_utc FROM series",
         }
         out = {}
         for name in table_names:
