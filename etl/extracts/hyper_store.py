@@ -80,6 +80,9 @@ class ExtractWriter:
     def __enter__(self) -> "ExtractWriter":
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._stack.enter_context(_lock(self.path))
+        # Under the lock no other build of this file runs: any working copy left is from a killed one.
+        for stale in self.path.parent.glob(f".{self.path.name}.building-*"):
+            stale.unlink(missing_ok=True)
         self.work = self.path.with_name(f".{self.path.name}.building-{os.getpid()}")
         if self.path.exists() and not self.fresh:
             shutil.copyfile(self.path, self.work)
