@@ -37,7 +37,8 @@ ITEMS = {
     "system.uname": ("System description", "", 1),
 }
 KCMM = {"kcmm-ws01": "委托终端-01", "kcmm-ws02": "委托终端-02"}
-KCMM_COUNTERS = {"order_latency_ms": ("Order latency", "ms"), "quote_delay_ms": ("Quote delay", "ms")}
+KCMM_COUNTERS = {"kcmm.order_entry_latency_ms": ("下单延迟 Order entry latency", "ms"),
+                 "kcmm.quote_delay_ms": ("Quote delay", "ms")}  # keys as schemas/kcmm/mapping.json makes them
 
 
 def itemid(host: str, key: str) -> int:

@@ -141,7 +141,7 @@ def test_raw_measures_ignore_trend_rows_and_text_items():
 
     kcmm = load(DEFINITIONS_DIR / "kcmm.json")
     base = {"source": "kcmm", "host": "ws01", "host_name": "终端", "host_groups": ["KCMM"], "itemid": 7,
-            "key": "order_latency_ms", "item_name": "Order latency", "units": "ms", "value_type": 0, "ns": 0,
+            "key": "kcmm.order_entry_latency_ms", "item_name": "Order latency", "units": "ms", "value_type": 0, "ns": 0,
             "run_id": "t"}
     rows = pa.Table.from_pylist([
         {**base, "value": 10.0, "clock": T0 + 60, "resolution": "raw"},
