@@ -17,7 +17,7 @@ from pathlib import Path
 
 from etl.errors import ServiceError
 from etl.services.base import Service
-from etl.services.support import exclusive
+from etl.services.support import exclusive, up_once
 
 REPO = Path(__file__).resolve().parents[2]
 # Components whose health the api-server reports; all must be healthy for DAG runs to happen.
@@ -68,8 +68,7 @@ class Airflow(Service):
         }
 
     def up(self) -> None:
-        with exclusive(self.settings.run_dir / "airflow.lock"):
-            super().up()
+        up_once(self)
 
     def start(self) -> None:
         # An unhealthy leftover group of ours (e.g. a stale heartbeat) would hold the port.

@@ -15,7 +15,7 @@ from pathlib import Path
 from etl.errors import ServiceError
 from etl.services.base import Service
 from etl.services.support import (as_user, exclusive, give_to, let_read, maven_fetch, service_user,
-                                  unzip_keep_modes)
+                                  unzip_keep_modes, up_once)
 
 VERSION = "8.19.21"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSION}:zip"
@@ -63,9 +63,7 @@ class Elasticsearch(Service):
 
     # -- start/stop ----------------------------------------------------------
     def up(self) -> None:
-        # One starter at a time: a second caller waits, then finds the first one's node healthy.
-        with exclusive(self.settings.run_dir / "elasticsearch.lock"):
-            super().up()
+        up_once(self)
 
     def java_home(self) -> str:
         if os.environ.get("ES_JAVA_HOME"):
@@ -99,6 +97,8 @@ class Elasticsearch(Service):
             "".join(f"{k}: {json.dumps(v)}\n" for k, v in settings.items()))
 
     def start(self) -> None:
+        # An unhealthy leftover process of ours would hold the port and the data directory lock.
+        self.stop_pidfile()
         user = service_user()
         self._write_config()
         for sub in ("data", "logs", "tmp"):

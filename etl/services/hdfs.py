@@ -10,13 +10,12 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import urllib.request
 from pathlib import Path
 
 from etl.errors import ServiceError
 from etl.services.base import Service
-from etl.services.support import exclusive
+from etl.services.support import exclusive, up_once
 
 PROJECT = Path(__file__).resolve().parents[2] / "services" / "hdfs-minicluster"
 MAIN_CLASS = "monetl.hdfs.MiniHdfs"
@@ -78,10 +77,11 @@ class Hdfs(Service):
 
     # -- start/stop ----------------------------------------------------------
     def up(self) -> None:
-        with exclusive(self.settings.run_dir / "hdfs.lock"):
-            super().up()
+        up_once(self)
 
     def start(self) -> None:
+        # An unhealthy leftover process of ours would hold the port and the data directory lock.
+        self.stop_pidfile()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         java = str(Path(self._java_home()) / "bin" / "java")
         argv = [java, "-Xmx768m", "-Djava.net.preferIPv4Stack=true",

@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 from etl.errors import ServiceError
+from etl.services.base import Service, pid_alive, wait_until
 
 SERVICE_USER = "monetl"
 
@@ -114,3 +115,26 @@ def as_user(user: str | None, argv: list[str]) -> list[str]:
     if user is None:
         return argv
     return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv]
+
+
+def recorded_pid_alive(pid_file: Path) -> bool:
+    try:
+        return pid_alive(int(pid_file.read_text().strip()))
+    except (OSError, ValueError):
+        return False
+
+
+def up_once(service: Service) -> None:
+    """Service.up() for a service shared by parallel sessions: one starter at a time (file lock), and
+    a process of ours that is alive but not answering yet (starting, or slow under load) is given
+    its start timeout before it is restarted: a slow health probe must not kill a node in use."""
+    with exclusive(service.settings.run_dir / f"{service.name}.lock"):
+        if service.healthy():
+            return
+        if recorded_pid_alive(service.pid_file):
+            try:
+                wait_until(service.healthy, service.start_timeout, f"service {service.name}")
+                return
+            except ServiceError:
+                pass  # stuck: start() replaces it
+        Service.up(service)
