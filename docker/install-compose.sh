@@ -17,7 +17,7 @@ command -v go >/dev/null || { echo "install-compose: Go is required (apt-get ins
 
 echo "install-compose: building docker compose $VERSION from Go modules (first time: a few minutes)"
 mkdir -p "$PLUGIN_DIR"
-go build -trimpath -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$VERSION" \
+go build -trimpath -buildvcs=false -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$VERSION" \
   -o "$PLUGIN.tmp" github.com/docker/compose/v2/cmd
 mv "$PLUGIN.tmp" "$PLUGIN"
 "$PLUGIN" version
