@@ -47,6 +47,19 @@ def write_findings(cfg):
         "fingerprint": ["fp-a", "fp-b", "fp-c"],
     })
     lake_write_findings(cfg, "illegal_access", dt.date(2026, 11, 24), table)
+    # trade_perf: per-minute metric rows (two branches, three minutes), a window row and a finding.
+    minutes = [at + dt.timedelta(minutes=m) for m in (0, 1, 70)]
+    metric = {
+        "job": ["trade_perf"] * 5, "rule": ["minute_metrics"] * 4 + ["window_metrics"],
+        "severity": [None] * 5, "source": ["trade.gateway"] * 5, "target": ["order"] * 5,
+        "branch": ["上海分公司", "上海分公司", "上海分公司", "北京分公司", None], "channel": ["app"] * 4 + [None],
+        "bucket": pa.array(minutes + [at, at], ts), "volume": pa.array([100, 50, 10, 7, 167], pa.int64()),
+        "success": pa.array([99, 50, 9, 7, 165], pa.int64()), "p95_ms": [12.5, 30.0, 8.0, 5.0, 25.0],
+        "sla_breaches": pa.array([1, 4, 0, 0, 5], pa.int64()), "satisfied": pa.array([90, 40, 10, 7, 147], pa.int64()),
+        "tolerating": pa.array([8, 6, 0, 0, 14], pa.int64()), "fingerprint": [f"tp-{i}" for i in range(5)],
+        "first_seen": pa.array([at] * 5, ts), "last_seen": pa.array([at] * 5, ts), "count": pa.array([0] * 5, pa.int64()),
+    }
+    lake_write_findings(cfg, "trade_perf", dt.date(2026, 11, 24), pa.table(metric))
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +107,7 @@ def to_date(value) -> dt.date:
 def test_report_days_cover_both_utc_days(built):
     days, results = built
     assert days == [FIRST, FIRST + dt.timedelta(days=1), FIRST + dt.timedelta(days=2)]
-    assert set(results) == {"capacity", "availability", "kcmm", "findings"}
+    assert set(results) == {"capacity", "availability", "kcmm", "findings", "trade_perf"}
     for result in results.values():
         assert result.path.exists() and result.path.suffix == ".hyper"
 
@@ -187,6 +200,26 @@ def test_findings_come_from_the_lake_without_metric_rows(built):
         (dt.date(2026, 11, 25), "medium", "198.51.100.7", 1, 12)]
 
 
+def test_trade_perf_matches_duckdb_over_the_findings_partition(lake, built):
+    _, results = built
+    expected = {
+        (branch or "", to_date(hour), hour.hour): (volume, success, breaches, worst, apdex)
+        for branch, hour, volume, success, breaches, worst, apdex in lake_sql(lake, """
+            SELECT branch, date_trunc('hour', timezone('{tz}', bucket)), sum(volume), sum(success),
+                   sum(sla_breaches), max(p95_ms), (sum(satisfied) + sum(tolerating) / 2.0) / sum(volume)
+            FROM read_parquet('{lake}/findings/job=trade_perf/date=*/*.parquet')
+            WHERE rule = 'minute_metrics' GROUP BY ALL""")}
+    rows = as_dicts(results["trade_perf"].path, "fact_trade_perf_hourly")
+    assert len(rows) == len(expected) == 3      # 上海 10:xx and 11:xx local, 北京 10:xx
+    for row in rows:
+        volume, success, breaches, worst, apdex = expected[(row["branch"], to_date(row["date_key"]), row["local_hour"])]
+        assert (row["volume"], row["success"], row["sla_breaches"]) == (volume, success, breaches)
+        assert row["worst_minute_p95_ms"] == worst and row["apdex"] == pytest.approx(apdex)
+    daily = {r["branch"]: r for r in as_dicts(results["trade_perf"].path, "fact_trade_perf_daily")}
+    assert daily["上海分公司"]["volume"] == 160 and daily["上海分公司"]["success_rate"] == pytest.approx(158 / 160)
+    assert daily["上海分公司"]["busy_minutes"] == 3
+
+
 def test_keys_are_declared_and_hold(built, hyper):
     from tableauhyperapi import Connection, CreateMode
 
@@ -201,7 +234,7 @@ def test_keys_are_declared_and_hold(built, hyper):
             assert keys[table]["primary_key"], f"{name}.{table} has no assumed primary key"
         for fact in (t for t in result.rows if t.startswith("fact_")):
             assert "dim_date" in keys[fact]["references"]
-        if name != "findings":
+        if name not in ("findings", "trade_perf"):
             assert keys["bridge_host_group"]["references"] == ["dim_host", "dim_host_group"]
             assert keys[f"fact_{name}_daily"]["references"] == ["dim_date", "dim_host", "dim_item"]
         # The assumed keys hold: no duplicate primary key, no orphan foreign key.

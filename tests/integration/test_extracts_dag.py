@@ -45,7 +45,7 @@ def test_reports_dag_builds_the_chosen_days(airflow_db, tmp_path, monkeypatch):
     assert daily_dates(capacity) == [dt.date(2026, 11, 24)]
     assert (Path(cfg.extracts_dir) / "summary.html").exists()
     assert {p.name for p in Path(cfg.extracts_dir).glob("*.hyper")} == {
-        "capacity.hyper", "availability.hyper", "kcmm.hyper", "findings.hyper"}
+        "capacity.hyper", "availability.hyper", "kcmm.hyper", "findings.hyper", "trade_perf.hyper"}
 
     # No conf and no event extra: the newest 2 UTC lake days -> the 3 Shanghai days they touch.
     # (A fresh DAG object: dag.test() leaves the previous run_conf in the params of the one it ran.)
