@@ -226,6 +226,8 @@ def _rows_one_by_one(hits, schema) -> tuple[pa.RecordBatch, list[tuple[dict, str
 def item_stats(es, index: str) -> dict[str, dict]:
     """Per itemid (as text): documents, min and max clock, as Elasticsearch counts them now."""
     stats: dict[str, dict] = {}
+    # The store maps clock as a date (epoch_second): its aggregations answer in milliseconds.
+    scale = 1000 if _field_type(es, index, "clock") in ("date", "date_nanos") else 1
     after = None
     while True:
         composite: dict = {"size": 5000, "sources": [{"itemid": {"terms": {"field": "itemid"}}}]}
@@ -238,12 +240,20 @@ def item_stats(es, index: str) -> dict[str, dict]:
         for bucket in agg["buckets"]:
             stats[str(int(bucket["key"]["itemid"]))] = {
                 "rows": int(bucket["doc_count"]),
-                "min_clock": int(bucket["min_clock"]["value"]),
-                "max_clock": int(bucket["max_clock"]["value"]),
+                "min_clock": int(bucket["min_clock"]["value"]) // scale,
+                "max_clock": int(bucket["max_clock"]["value"]) // scale,
             }
         after = agg.get("after_key")
         if not after or not agg["buckets"]:
             return stats
+
+
+def _field_type(es, index: str, field: str) -> str | None:
+    found = es.indices.get_field_mapping(index=index, fields=field)
+    for mapping in found.values():
+        for leaf in mapping.get("mappings", {}).values():
+            return next(iter(leaf.get("mapping", {}).values()), {}).get("type")
+    return None
 
 
 def count(es, index: str) -> int:

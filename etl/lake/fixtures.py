@@ -1,75 +1,35 @@
-"""Point tables into Elasticsearch in the contract shape (doc = point fields + @timestamp,
-_id = point_id, daily index per source): for tests, the benchmark and nothing else. The real
-loader is etl's search store; this helper exists so the lake can be tested on its own."""
+"""Point tables into Elasticsearch for tests and the benchmark, exactly as the store does it: the
+store's index template (schemas/es/points_template.json) and its document builder and bulk loader
+(etl.search), so the lake is tested against the documents production writes."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Iterator
 
 import pyarrow as pa
 
-from etl.schema import point_id, points_index
-
-# Mapping close to what the search store uses; only the fields verification aggregates on matter.
-POINTS_MAPPING = {
-    "dynamic": True,
-    "properties": {
-        "@timestamp": {"type": "date_nanos"},
-        "source": {"type": "keyword"}, "host": {"type": "keyword"}, "host_name": {"type": "keyword"},
-        "host_groups": {"type": "keyword"}, "itemid": {"type": "long"}, "key": {"type": "keyword"},
-        "item_name": {"type": "keyword"}, "units": {"type": "keyword"}, "value_type": {"type": "byte"},
-        "value": {"type": "double"}, "value_text": {"type": "keyword", "ignore_above": 1024},
-        "clock": {"type": "long"}, "ns": {"type": "integer"}, "resolution": {"type": "keyword"},
-        "value_min": {"type": "double"}, "value_max": {"type": "double"}, "value_count": {"type": "long"},
-        "tags": {"properties": {"tag": {"type": "keyword"}, "value": {"type": "keyword"}}},
-        "run_id": {"type": "keyword"},
-    },
-}
+from etl.errors import StoreError
 
 
-def timestamp_nanos(clock: int, ns: int) -> str:
-    return f"{dt.datetime.fromtimestamp(clock, dt.timezone.utc):%Y-%m-%dT%H:%M:%S}.{ns:09d}Z"
+def index_points(es, points: pa.Table, prefix: str, *, refresh: bool = True) -> int:
+    """Index `points` under `prefix` (daily index per source); returns the documents loaded."""
+    from etl.config import Settings
+    from etl.search import load, templates
 
-
-def point_docs(points: pa.Table, prefix: str) -> Iterator[dict]:
-    """Bulk actions, one per point."""
-    for row in points.to_pylist():
-        day = dt.datetime.fromtimestamp(row["clock"], dt.timezone.utc).date()
-        doc = dict(row)
-        doc["@timestamp"] = timestamp_nanos(row["clock"], row["ns"])
-        yield {"_op_type": "index", "_index": points_index(prefix, row["source"], day),
-               "_id": point_id(row["source"], row["itemid"], row["clock"], row["ns"], row["resolution"]),
-               "_source": doc}
-
-
-def index_points(es, points: pa.Table, prefix: str, *, chunk_size: int = 5000, refresh: bool = True) -> int:
-    from elasticsearch import helpers
-
-    indices = {a["_index"] for a in _index_names(points, prefix)}
-    for name in indices:
-        if not es.indices.exists(index=name):
-            es.indices.create(index=name, mappings=POINTS_MAPPING,
-                              settings={"number_of_shards": 1, "number_of_replicas": 0, "refresh_interval": "-1"})
-    done = 0
-    for start in range(0, points.num_rows, 50_000):
-        chunk = points.slice(start, 50_000)
-        ok, errors = helpers.bulk(es, point_docs(chunk, prefix), chunk_size=chunk_size, raise_on_error=True,
-                                  stats_only=True)
-        done += ok
+    templates.apply_points_template(es, Settings(es_index_prefix=prefix))
+    loaded, indices = 0, set()
+    for batch in points.to_batches(max_chunksize=50_000):
+        docs = load.documents(batch, prefix)
+        result = load.bulk(es, docs)
+        if result.failed:
+            row, reason = next(iter(result.failed.items()))
+            raise StoreError(f"{len(result.failed)} test points refused, e.g. row {row}: {reason}")
+        loaded += result.loaded
+        indices.update(docs.indices)
     if refresh:
         for name in indices:
             es.indices.refresh(index=name)
-    return done
-
-
-def _index_names(points: pa.Table, prefix: str):
-    seen = set()
-    for source, clock in zip(points["source"].to_pylist(), points["clock"].to_pylist()):
-        day = dt.datetime.fromtimestamp(clock, dt.timezone.utc).date()
-        if (source, day) not in seen:
-            seen.add((source, day))
-            yield {"_index": points_index(prefix, source, day)}
+    return loaded
 
 
 def synthetic_points(source: str, day: dt.date, *, hosts: list[str], items_per_host: int,
