@@ -1,8 +1,13 @@
 """Elasticsearch 8.19 for tests and the demo: Elastic's minimal official distribution
 (integ-test-zip from Maven Central), single node on 127.0.0.1, no security, small heap.
 
-The minimal distribution carries the server and x-pack core/security only: no ingest
-processors, painless, reindex/delete-by-query, ILM, data streams or ES|QL modules."""
+The minimal distribution carries the server and x-pack core/security modules only. Checked on
+8.19.21: index/bulk/search/count, date_nanos, flattened, index templates, aliases, PIT, scroll,
+terms/date_histogram/composite/top_hits/cardinality/percentiles aggregations all work. Missing:
+`GET /` (so the client's ping()/info() fail: use cluster.health()), delete/update_by_query and
+reindex, painless scripts, ingest processors, data streams, ILM, ES|QL, the aggregations module
+(bucket_sort, ...) and x-pack analytics (multi_terms), and the field types scaled_float,
+match_only_text, wildcard, constant_keyword, unsigned_long and version."""
 
 from __future__ import annotations
 
@@ -111,7 +116,6 @@ class Elasticsearch(Service):
             "ES_TMPDIR": str(self.data_dir / "tmp"),
             "ES_JAVA_OPTS": os.environ.get("MONETL_ES_JAVA_OPTS", "-Xms1g -Xmx1g"),
         }
-        env.pop("JAVA_HOME", None)
         self.spawn(as_user(user, [str(self.dist_dir / "bin" / "elasticsearch")]), env=env, cwd=self.data_dir)
 
     def stop(self) -> None:
