@@ -20,6 +20,7 @@ buffer, agent reconnect) for a window already loaded is picked up by the next ru
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import queue
@@ -230,29 +231,45 @@ def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, pr
         thread.join(timeout=30)
 
 
-def _open(settings: Settings, source, mode: str | None):
-    if isinstance(source, str):
-        from etl.sources import open_source
+@contextlib.contextmanager
+def _opened(settings: Settings, source, mode: str | None, hosts: list[str] | None = None):
+    """A source by name is opened here and closed after (sessions, DB connections); a PointSource
+    passed in belongs to the caller."""
+    if not isinstance(source, str):
+        yield source
+        return
+    from etl.sources import open_source
 
-        return open_source(source, settings, mode)
-    return source
+    point_source = open_source(source, settings, mode, **({"hosts": list(hosts)} if hosts else {}))
+    try:
+        yield point_source
+    finally:
+        close = getattr(point_source, "close", None)
+        if close is not None:
+            close()
 
 
 def run(settings: Settings, source, window: Window, mode: str | None = None, run_id: str | None = None,
         overlap: dt.timedelta = DEFAULT_OVERLAP, *, progress: str = "none", use_ge: bool = True,
-        client=None, on_chunk: Callable[[int], None] | None = None, chunk_docs: int | None = None) -> Summary:
+        client=None, on_chunk: Callable[[int], None] | None = None, chunk_docs: int | None = None,
+        hosts: list[str] | None = None) -> Summary:
     """Ingest `window` (widened back by `overlap`) of `source` ("zabbix" | "kcmm" or a PointSource)
     into Elasticsearch. Bad points go to the quarantine with their reason; the rest loads.
 
     progress: "auto" (rich on a terminal, plain lines otherwise), "rich", "plain" or "none".
     on_chunk(n) is called after each acknowledged bulk request with the documents done so far in the
-    current batch; chunk_docs overrides the bulk request size (tests use both to stop a run mid-way)."""
+    current batch; chunk_docs overrides the bulk request size (tests use both to stop a run mid-way).
+    hosts narrows a source given by name to these technical host names."""
+    with _opened(settings, source, mode, hosts) as point_source:
+        return _run(settings, point_source, window, run_id, overlap, progress, use_ge, client, on_chunk, chunk_docs)
+
+
+def _run(settings, point_source, window, run_id, overlap, progress, use_ge, client, on_chunk, chunk_docs) -> Summary:
     from etl.search import load
     from etl.search.client import es_client
     from etl.search.templates import apply_points_template
 
     started = time.monotonic()
-    point_source = _open(settings, source, mode)
     if overlap < dt.timedelta(0):
         raise ConfigError(f"overlap must not be negative, got {overlap}")
     extraction = window.widened(before=overlap) if overlap else window
@@ -348,18 +365,18 @@ class GapReport:
 
 
 def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.timedelta(hours=1),
-         mode: str | None = None, client=None) -> GapReport:
+         mode: str | None = None, client=None, hosts: list[str] | None = None) -> GapReport:
     from etl.search.client import es_client
     from etl.search.scan import bucket_counts
 
-    point_source = _open(settings, source, mode)
-    source_counts = point_source.count(window, bucket)
-    es_counts = bucket_counts(client or es_client(settings), settings.es_index_prefix, point_source.name,
-                              window, bucket)
+    with _opened(settings, source, mode, hosts) as point_source:
+        name = point_source.name
+        source_counts = point_source.count(window, bucket)
+    es_counts = bucket_counts(client or es_client(settings), settings.es_index_prefix, name, window, bucket)
     step = bucket
     starts = sorted(set(source_counts) | set(es_counts))
     buckets = [Bucket(s, s + step, int(source_counts.get(s, 0)), int(es_counts.get(s, 0))) for s in starts]
-    return GapReport(point_source.name, window, bucket, buckets)
+    return GapReport(name, window, bucket, buckets)
 
 
 def _merge(buckets: list[Bucket], window: Window) -> list[Window]:
@@ -375,11 +392,13 @@ def _merge(buckets: list[Bucket], window: Window) -> list[Window]:
 
 
 def backfill(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.timedelta(hours=1),
-             mode: str | None = None, progress: str = "none", client=None) -> tuple[GapReport, list[Summary]]:
+             mode: str | None = None, progress: str = "none", client=None,
+             hosts: list[str] | None = None) -> tuple[GapReport, list[Summary]]:
     """Ingest exactly the buckets where Elasticsearch is short of the source (no overlap: the bucket
     is the window)."""
-    report = gaps(settings, source, window, bucket, mode=mode, client=client)
-    summaries = [run(settings, source, w, mode=mode, overlap=dt.timedelta(0), progress=progress, client=client)
+    report = gaps(settings, source, window, bucket, mode=mode, client=client, hosts=hosts)
+    summaries = [run(settings, source, w, mode=mode, overlap=dt.timedelta(0), progress=progress, client=client,
+                     hosts=hosts)
                  for w in _merge(report.gaps, window)]
     return report, summaries
 
@@ -491,20 +510,25 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
 # --- demo -----------------------------------------------------------------------------------------
 
 def run_demo(settings: Settings) -> list[str]:
-    """Ingest the seeded fleet's recent day: Zabbix DB mode for all but the last hour, API mode for the
-    last hour, KCMM (DB) for the day when its source is available. Idempotent (ids)."""
+    """Ingest the seeded fleet's recent 6 hours: Zabbix DB mode (the bulk path) up to the last hour,
+    API mode for the last hour, KCMM from its database for the 6 hours and from its CSV inbox for the
+    last hour, when those sources are available. Idempotent (ids): a second demo overwrites the same
+    documents. (The DAGs then keep it current every 5 minutes; `monetl backfill` fills older days.)"""
     now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
     now -= dt.timedelta(minutes=now.minute % 5)
     last_hour = Window(now - dt.timedelta(hours=1), now)
-    day = Window(now - dt.timedelta(hours=24), last_hour.start)
+    day = Window(now - dt.timedelta(hours=6), last_hour.start)
     lines = []
     for source, mode, window in (("zabbix", "db", day), ("zabbix", "api", last_hour),
-                                 ("kcmm", None, Window(day.start, now))):
+                                 ("kcmm", "db", Window(day.start, now)), ("kcmm", "csv", last_hour)):
         try:
-            summary = run(settings, source, window, mode=mode)
+            summary = run(settings, source, window, mode=mode, overlap=dt.timedelta(0))
         except (MonetlError, ImportError) as exc:
-            lines.append(f"{source}/{mode or 'default'}: not ingested: {exc}")
+            lines.append(f"{source}/{mode}: not ingested: {exc}")
             continue
         lines.append(summary.line())
-    lines.append(f"indices: {settings.es_index_prefix}-points-<source>-YYYY.MM.DD at {settings.es_url}")
+        if summary.reasons:
+            lines.append("  quarantined: " + "; ".join(f"{k} x{v}" for k, v in summary.reasons.items()))
+    lines.append(f"indices {settings.es_index_prefix}-points-<source>-YYYY.MM.DD at {settings.es_url}; "
+                 f"check with `monetl gaps zabbix --start {day.start:%Y-%m-%dT%H:%MZ} --end {now:%Y-%m-%dT%H:%MZ}`")
     return lines

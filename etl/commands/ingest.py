@@ -29,6 +29,8 @@ def _window_args(p) -> None:
     p.add_argument("--start", required=True, help="window start, ISO 8601 UTC (e.g. 2026-11-25T00:00Z)")
     p.add_argument("--end", required=True, help="window end (exclusive)")
     p.add_argument("--mode", choices=["api", "db", "csv"], help="source mode (zabbix: api|db, kcmm: db|csv)")
+    p.add_argument("--host", action="append", dest="hosts", metavar="HOST",
+                   help="only this technical host name (repeatable; default: every host)")
 
 
 def register(sub) -> None:
@@ -97,7 +99,7 @@ def run_ingest(args) -> int:
 
     settings, window = _settings_and_window(args)
     summary = ingest.run(settings, args.source, window, mode=args.mode, overlap=args.overlap,
-                         progress="none" if args.no_progress else "auto")
+                         progress="none" if args.no_progress else "auto", hosts=args.hosts)
     _summary_table([summary])
     return 0 if summary.ok else 1
 
@@ -121,7 +123,7 @@ def run_gaps(args) -> int:
     from etl import ingest
 
     settings, window = _settings_and_window(args)
-    report = ingest.gaps(settings, args.source, window, args.bucket, mode=args.mode)
+    report = ingest.gaps(settings, args.source, window, args.bucket, mode=args.mode, hosts=args.hosts)
     _gap_table(report, args.all)
     return 1 if report.gaps else 0
 
@@ -130,7 +132,8 @@ def run_backfill(args) -> int:
     from etl import ingest
 
     settings, window = _settings_and_window(args)
-    report, summaries = ingest.backfill(settings, args.source, window, args.bucket, mode=args.mode, progress="auto")
+    report, summaries = ingest.backfill(settings, args.source, window, args.bucket, mode=args.mode, progress="auto",
+                                        hosts=args.hosts)
     _gap_table(report, False)
     if not summaries:
         print("nothing to backfill")

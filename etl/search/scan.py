@@ -36,7 +36,9 @@ def bucket_counts(client, prefix: str, source: str, window: Window, bucket: dt.t
                                      query=_window_query(source, window), aggs={"buckets": {"composite": composite}},
                                      ignore_unavailable=True, allow_no_indices=True)
         except Exception as exc:
-            raise StoreError(f"cannot count {source} points in {window}: {exc}") from None
+            from etl.search.client import redact_url
+
+            raise StoreError(f"cannot count {source} points in {window}: {redact_url(str(exc))[:500]}") from None
         aggregation = (response.get("aggregations") or {}).get("buckets") or {}
         for item in aggregation.get("buckets", []):
             start = dt.datetime.fromtimestamp(item["key"]["start"] / 1000, tz=dt.timezone.utc)

@@ -36,6 +36,9 @@ def apply_points_template(client, settings: Settings) -> str:
     name = points_template_name(settings)
     try:
         client.indices.put_index_template(name=name, **points_template(settings))
-    except Exception as exc:
-        raise StoreError(f"cannot apply index template {name}: {exc}") from None
+    except Exception as exc:  # a connection error's text may carry the URL: redact it
+        from etl.search.client import redact_url
+
+        raise StoreError(f"cannot apply index template {name} at {redact_url(settings.es_url)}: "
+                         f"{redact_url(str(exc))[:500]}") from None
     return name

@@ -76,9 +76,10 @@ def es_points(env, window) -> list[dict]:
     return scan.documents(env.client, PREFIX, "zabbix", window)
 
 
-def test_every_value_type_round_trips_exactly(env):
-    ids, t0 = env.itemids, int(env.hour.timestamp())
-    window = Window(env.hour, env.hour + dt.timedelta(minutes=5))
+@pytest.mark.parametrize("mode,minute", [("api", 0), ("db", 55)])
+def test_every_value_type_round_trips_exactly(env, mode, minute):
+    ids, t0 = env.itemids, int(env.hour.timestamp()) + 60 * minute
+    window = Window(env.hour + dt.timedelta(minutes=minute), env.hour + dt.timedelta(minutes=minute + 5))
     insert(env, {
         0: [(ids["t.float"], t0 + 10, 123456789, 0.1), (ids["t.float"], t0 + 10, 987654321, -2.5e-7)],
         1: [(ids["t.char"], t0 + 11, 1, "状态 OK")],
@@ -86,8 +87,8 @@ def test_every_value_type_round_trips_exactly(env):
         3: [(ids["t.uint"], t0 + 13, 0, 18446744073709551615), (ids["t.uint"], t0 + 14, 5, 42)],
         4: [(ids["t.text"], t0 + 15, 7, "多行\ntext\twith tabs")],
     })
-    summary = ingest.run(env.settings, source(env), window, overlap=dt.timedelta(0))
-    assert summary.ok and summary.points_quarantined == 0
+    summary = ingest.run(env.settings, source(env, mode), window, overlap=dt.timedelta(0))
+    assert summary.ok and summary.points_quarantined == 0 and summary.mode == mode
     assert summary.loaded == {"float": 2, "char": 1, "log": 1, "uint": 2, "text": 1}
     docs = {(d["itemid"], d["clock"], d["ns"]): d for d in es_points(env, window)}
     assert len(docs) == 7
@@ -252,3 +253,36 @@ def test_documents_elasticsearch_refuses_go_to_quarantine_at_load(env):
         assert "HTTP 400" in entry["reason"]
     finally:
         env.client.indices.delete(index=f"{PREFIX}-clash-points-*", ignore_unavailable=True, allow_no_indices=True)
+
+
+def monetl(env, *args, extra_env=None):
+    environment = {**os.environ, "MONETL_ES_INDEX_PREFIX": PREFIX, "MONETL_QUARANTINE_DIR": env.settings.quarantine_dir,
+                   **(extra_env or {})}
+    return subprocess.run([sys.executable, "-m", "etl", *args], capture_output=True, text=True, env=environment,
+                          cwd=Path(__file__).resolve().parents[2], timeout=300)
+
+
+def test_cli_ingest_then_gaps_and_exit_codes(env):
+    ids, t0 = env.itemids, int(env.hour.timestamp()) + 3000
+    window = Window(env.hour + dt.timedelta(minutes=50), env.hour + dt.timedelta(minutes=55))
+    insert(env, {0: [(ids["t.float"], t0 + i, 0, float(i)) for i in range(20)]})
+    span = ["--start", window.start.isoformat(), "--end", window.end.isoformat(), "--host", env.host]
+    done = monetl(env, "ingest", "zabbix", *span, "--mode", "db", "--overlap", "0m")
+    assert done.returncode == 0, done.stderr
+    assert "ingest summary" in done.stdout and "float" in done.stdout
+    assert ingest.run_id_for("zabbix", window) in done.stdout
+    assert len(es_points(env, window)) == 20
+    gaps_out = monetl(env, "gaps", "zabbix", *span, "--bucket", "5m", "--all")
+    assert gaps_out.returncode == 0, gaps_out.stdout + gaps_out.stderr
+    assert "0 bucket(s) missing or short" in gaps_out.stdout
+    missing = monetl(env, "replay", str(Path(env.settings.quarantine_dir) / "no-such.jsonl"))
+    assert missing.returncode == 2 and "nothing to replay" in missing.stderr
+
+
+def test_cli_error_names_the_problem_without_credentials(env):
+    window = ["--start", env.hour.isoformat(), "--end", (env.hour + dt.timedelta(minutes=5)).isoformat()]
+    done = monetl(env, "ingest", "zabbix", *window, "--host", env.host, "--mode", "db",
+                  extra_env={"MONETL_ES_URL": "http://ops:s3cr3t-pw@127.0.0.1:9", "MONETL_ES_PASSWORD": "s3cr3t-pw"})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "s3cr3t-pw" not in done.stdout + done.stderr
+    assert "monetl: error:" in done.stderr and "127.0.0.1:9" in done.stderr
