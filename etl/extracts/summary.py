@@ -1,6 +1,6 @@
 """summary.html next to the extracts, for people who do not open Tableau: top hosts by daily p95
-CPU (SVG bars), an availability heat map host x day (HTML grid), findings per day and severity, and
-the extract files with their row counts. Read from the .hyper files themselves, so it shows exactly
+CPU (SVG bars), an availability heat map host x day (HTML grid), trades per day, findings per day
+and severity, and the extract files with their row counts. Read from the .hyper files themselves, so it shows exactly
 what Tableau shows. Self-contained: inline SVG and CSS, no script, no font or CDN download."""
 
 from __future__ import annotations
@@ -28,6 +28,8 @@ class SummaryData:
     heat: dict[tuple[str, dt.date], tuple[float | None, int]] = field(default_factory=dict)  # -> (% with data, no-data min)
     heat_hosts: list[str] = field(default_factory=list)
     findings: list[tuple[dt.date, str, int]] = field(default_factory=list)    # (day, severity, findings)
+    trades: list[tuple[dt.date, int, float | None, int, float | None]] = field(default_factory=list)
+    # (day, volume, success rate, SLA breaches, worst minute p95 ms)
 
 
 def _e(text) -> str:
@@ -106,6 +108,17 @@ def findings_html(data: SummaryData) -> str:
     return f'<table class="plain"><thead><tr><th>day</th>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+def trades_html(data: SummaryData) -> str:
+    if not data.trades:
+        return '<p class="empty">No trade metrics for these days.</p>'
+    body = "".join(
+        f"<tr><th>{d}</th><td>{volume:,}</td><td>{'' if rate is None else f'{rate:.2%}'}</td>"
+        f"<td>{breaches:,}</td><td>{'' if worst is None else f'{worst:.1f}'}</td></tr>"
+        for d, volume, rate, breaches, worst in data.trades)
+    return ('<table class="plain"><thead><tr><th>day</th><th>trades</th><th>success rate</th>'
+            f'<th>SLA breaches</th><th>worst minute p95 (ms)</th></tr></thead><tbody>{body}</tbody></table>')
+
+
 def extracts_html(data: SummaryData) -> str:
     rows = []
     for name, counts in data.extracts:
@@ -122,7 +135,7 @@ def render(data: SummaryData) -> str:
         title="monetl report summary",
         span=_e(span), tz=_e(data.tz), generated=_e(f"{data.generated_utc:%Y-%m-%d %H:%M} UTC"),
         top_n=len(data.cpu_top), cpu_bars=cpu_bars_svg(data.cpu_top), heat_map=heat_map_html(data),
-        findings=findings_html(data), extracts=extracts_html(data))
+        findings=findings_html(data), trades=trades_html(data), extracts=extracts_html(data))
 
 
 def _host_label(host: str, name: str | None) -> str:
@@ -198,6 +211,13 @@ def collect(settings: Settings, days: list[dt.date] | None = None) -> SummaryDat
                 SELECT f.date_key, f.severity, sum(f.findings) FROM {qualified('fact_findings_daily')} f
                 WHERE {between} GROUP BY 1, 2 ORDER BY 1, 2""")
             data.findings = [(dt.date(d.year, d.month, d.day), s, int(n)) for d, s, n in rows]
+        if "trade_perf" in files:
+            rows = read_query(process, files["trade_perf"], f"""
+                SELECT f.date_key, sum(f.volume), sum(f.success) * 1.0 / nullif(sum(f.volume), 0),
+                       sum(f.sla_breaches), max(f.worst_minute_p95_ms)
+                FROM {qualified('fact_trade_perf_daily')} f WHERE {between} GROUP BY 1 ORDER BY 1""")
+            data.trades = [(dt.date(d.year, d.month, d.day), int(v or 0), None if r is None else float(r),
+                            int(b or 0), None if w is None else float(w)) for d, v, r, b, w in rows]
     return data
 
 

@@ -296,3 +296,5 @@ def test_summary_and_run_demo(lake, built):
     assert "<svg" in text and "核心数据库 (db01)" in text
     # db01's worst day in the heat map is 11-23 (2 h down out of 16 h covered).
     assert f"{100 * (960 - 120) / 960:.0f}" in text
+    # Trades of 11-24 (local): minute metrics only, the window row is not added again.
+    assert "<tr><th>2026-11-24</th><td>167</td>" in text

@@ -15,6 +15,7 @@ def sample() -> SummaryData:
     data.heat_hosts = ["web02", "db01"]
     data.heat = {("web02", DAYS[0]): (100.0, 0), ("web02", DAYS[1]): (33.3, 960), ("db01", DAYS[0]): (91.7, 120)}
     data.findings = [(DAYS[1], "high", 3)]
+    data.trades = [(DAYS[1], 12345, 0.9876, 4, 31.25)]
     data.extracts = [("capacity.hyper", {"fact_capacity_daily": 48, "dim_host": 3})]
     return data
 
@@ -37,6 +38,7 @@ def test_bars_and_heat_cells():
     assert heat.count("<td ") == 4                                      # 2 hosts x 2 days
     assert "db01 2026-11-24: no check data" in heat                     # missing cell says so
     assert "33" in heat and "960 min without" in heat
+    assert "12,345" in text and "98.76%" in text and "31.2" in text
 
 
 def test_empty_summary_says_so():
