@@ -69,7 +69,16 @@ def _bench(args) -> int:
     from etl.logs.jobs import bench_all
     from etl.window import Window
 
+    from etl.logs.jobs import job_datasets
+    from etl.logs.jobs.common import SEARCH_OPTIONS, base_query, logs_index
+    from etl.search.client import es_client
+
+    settings = load()
     window = Window.parse(args.start, args.end)
-    for job, seconds in bench_all(load(), window).items():
-        print(f"RESULT log_job_seconds job={job} window={window} seconds={seconds:.3f}")
+    es = es_client(settings)
+    for job, seconds in bench_all(settings, window).items():
+        datasets = job_datasets(job)
+        docs = es.count(index=logs_index(settings.es_index_prefix, datasets), query=base_query(window, datasets),
+                        **SEARCH_OPTIONS)["count"]
+        print(f"RESULT log_job_seconds job={job} window={window} docs={docs} seconds={seconds:.3f}")
     return 0

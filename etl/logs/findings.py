@@ -143,9 +143,22 @@ def table(findings: Findings) -> pa.Table:
     return pa.table(columns, schema=schema)
 
 
+def superseded(existing: pa.Table, window: Window):
+    """Rows a run over `window` replaces: those of runs whose window lies inside it (the same
+    window re-run, or smaller windows a larger re-run covers) and minute rows of its minutes."""
+    import pyarrow.compute as pc
+
+    ts = existing.schema.field("window_start").type
+    start, end = pa.scalar(window.start, ts), pa.scalar(window.end, ts)
+    inside = pc.and_(pc.greater_equal(existing["window_start"], start), pc.less_equal(existing["window_end"], end))
+    minute = pc.and_(pc.equal(existing["rule"], "minute_metrics"),
+                     pc.and_(pc.greater_equal(existing["bucket"], start), pc.less(existing["bucket"], end)))
+    return pc.fill_null(pc.or_(pc.fill_null(inside, False), pc.fill_null(minute, False)), False)
+
+
 def write_lake(settings: Settings, findings: Findings) -> list[str]:
     """Merge the window's rows into the day partition {lake}/findings/job=<job>/date=<day>/ of the
-    window's start day: rows of an earlier run of the same window are replaced, other windows'
+    window's start day: rows this run supersedes (see `superseded`) are replaced, other windows'
     rows kept, and the partition is republished whole (etl.lake replaces partitions atomically)."""
     import pyarrow.compute as pc
 
@@ -161,9 +174,7 @@ def write_lake(settings: Settings, findings: Findings) -> list[str]:
         if missing:
             raise StoreError(f"lake findings of {findings.job} {day} lack columns {missing}: not written over")
         existing = existing.select(schema.names).cast(schema)
-        same_window = pc.and_(pc.equal(existing["window_start"], pa.scalar(findings.window.start, schema.field("window_start").type)),
-                              pc.equal(existing["window_end"], pa.scalar(findings.window.end, schema.field("window_end").type)))
-        existing = existing.filter(pc.invert(pc.fill_null(same_window, False)))
+        existing = existing.filter(pc.invert(superseded(existing, findings.window)))
     if new.num_rows == 0 and existing.num_rows == before:
         return []  # nothing found now and nothing of this window to take back
     merged = pa.concat_tables([existing, new]) if before else new

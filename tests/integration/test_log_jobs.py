@@ -21,7 +21,7 @@ from etl.window import UTC, Window
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
-PREFIX = "monetltest-logjobs"
+PREFIX = "monetltest-logjobs-auth"
 AUTH_WINDOW = Window.parse("2017-03-27T00:00Z", "2017-04-21T00:00Z")
 TOMCAT_WINDOW = Window.parse("2018-07-11T00:00Z", "2018-07-12T00:00Z")
 SPRAY_WINDOW = Window.parse("2020-07-22T00:00Z", "2020-07-23T00:00Z")

@@ -40,3 +40,24 @@ def test_lake_table_has_contract_columns_for_findings_and_metric_rows():
     assert table.num_rows == 2
     assert table.column("fingerprint").to_pylist() == [f.fingerprint, None]
     assert table.column("volume").to_pylist() == [None, 5]
+
+
+def test_a_rerun_supersedes_its_own_and_contained_windows_and_minutes():
+    day = Window.parse("2017-03-30T00:00Z", "2017-03-31T00:00Z")
+    rows = store.table(Findings("trade_perf", W1, [finding(W1, 1, "high", None, None, [])], metrics=[
+        {"job": "trade_perf", "rule": "minute_metrics", "source": "trade.gateway", "target": "QUOTE",
+         "bucket": W1.start, "volume": 1, "window_start": W1.start, "window_end": W1.end, "_evidence": []}]))
+    day_rows = store.table(Findings("trade_perf", day, [], metrics=[
+        {"job": "trade_perf", "rule": "minute_metrics", "source": "trade.gateway", "target": "QUOTE",
+         "bucket": W2.start, "volume": 9, "window_start": day.start, "window_end": day.end, "_evidence": []},
+        {"job": "trade_perf", "rule": "window_metrics", "source": "trade.gateway", "target": "QUOTE",
+         "bucket": day.start, "volume": 9, "window_start": day.start, "window_end": day.end, "_evidence": []}]))
+    import pyarrow as pa
+
+    existing = pa.concat_tables([rows, day_rows])
+    # Re-running W2 replaces only the day run's minute row inside W2.
+    assert store.superseded(existing, W2).to_pylist() == [False, False, True, False]
+    # Re-running W1 replaces W1's own rows.
+    assert store.superseded(existing, W1).to_pylist() == [True, True, False, False]
+    # Re-running the whole day replaces everything.
+    assert store.superseded(existing, day).to_pylist() == [True, True, True, True]
