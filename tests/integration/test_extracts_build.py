@@ -298,3 +298,15 @@ def test_summary_and_run_demo(lake, built):
     assert f"{100 * (960 - 120) / 960:.0f}" in text
     # Trades of 11-24 (local): minute metrics only, the window row is not added again.
     assert "<tr><th>2026-11-24</th><td>167</td>" in text
+
+
+def test_cli_build_one_extract_for_one_day(lake, built, monkeypatch, capsys):
+    from etl.cli import main
+
+    monkeypatch.setenv("MONETL_HOME", str(lake.home))
+    monkeypatch.setenv("MONETL_REPORT_TZ", TZ)
+    for name in ("LAKE_URL", "EXTRACTS_DIR", "EXTRACTS_HDFS_URL", "TABLEAU_SERVER_URL"):
+        monkeypatch.delenv(f"MONETL_{name}", raising=False)
+    assert main(["extracts", "build", "--name", "kcmm", "--start", "2026-11-24", "--no-summary"]) == 0
+    out = capsys.readouterr().out.strip().splitlines()
+    assert out == [f"{lake.home}/extracts/kcmm.hyper (2026-11-24..2026-11-24): fact_kcmm_daily 12, fact_kcmm_hourly 192"]
