@@ -26,7 +26,8 @@ def format_table(result) -> list[str]:
     lines = [f"{result.job} {result.window}: {len(result.findings)} findings "
              + (" ".join(f"{k}={v}" for k, v in sorted(result.by_severity().items())) or "")]
     if result.findings:
-        lines.append(f"{'severity':<9} {'rule':<26} {'source':<24} {'target':<28} {'count':>7}  first_seen -> last_seen")
+        lines.append(f"{'severity':<9} {'rule':<26} {'source':<24} {'target':<28} {'count':>7}  "
+                     "first_seen -> last_seen")
         for f in sorted(result.findings, key=lambda f: (-("low", "medium", "high", "critical").index(f.severity),
                                                          f.rule, f.source)):
             first = f.first_seen.strftime("%Y-%m-%d %H:%M:%S") if f.first_seen else "-"

@@ -225,7 +225,8 @@ def test_reruns_do_not_duplicate_findings_or_lake_rows(job_settings, loaded):
     second = run_job(job_settings, "illegal_access", SPRAY_WINDOW)
     es.indices.refresh(index=index)
     assert es.count(index=index)["count"] == before
-    assert lake.read_findings(job_settings, "illegal_access", SPRAY_WINDOW).num_rows == rows_before == len(first.findings)
+    rows_after = lake.read_findings(job_settings, "illegal_access", SPRAY_WINDOW).num_rows
+    assert rows_after == rows_before == len(first.findings)
     stored = es.get(index=index, id=second.findings[0].fingerprint)["_source"]
     assert stored["count"] == second.findings[0].count and stored["windows_seen"] == 1
 

@@ -24,13 +24,34 @@ NS_PER_MS = 1_000_000
 SEARCH_OPTIONS = {"ignore_unavailable": True, "allow_no_indices": True}
 
 
+# What each job reads from rules.json: a missing key is named when the file is loaded, not as
+# a KeyError halfway through a run.
+REQUIRED_RULES = {
+    "illegal_access": ["web_datasets", "login_failure_actions", "login_success_actions", "probe_extra_actions",
+                       "brute_force", "invalid_user_probe", "success_after_failures", "outside_allowlist",
+                       "privileged_offhours", "web_auth_flood", "admin_console_bruteforce", "scanner_paths",
+                       "password_spray"],
+    "mail_failures": ["datasets", "failure_statuses", "spike", "domain_failures", "sender_failures", "top_reasons",
+                      "top_rows"],
+    "trade_perf": ["trade_dataset", "apdex_t_ms", "sla_ms", "minute_dimensions", "window_dimensions",
+                   "min_volume_for_findings", "sla_breach_rate", "success_rate", "apdex", "web"],
+}
+
+
 @functools.lru_cache(maxsize=4)
 def load_rules(path: str | None = None) -> dict:
     file = Path(path) if path else RULES_FILE
     try:
-        return json.loads(file.read_text(encoding="utf-8"))
+        rules = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot read log-job rules {file}: {exc}") from exc
+    for job, keys in REQUIRED_RULES.items():
+        missing = [k for k in keys if k not in rules.get(job, {})]
+        if missing:
+            raise ConfigError(f"{file}: section {job!r} lacks {', '.join(missing)}")
+    if "default" not in rules["trade_perf"]["sla_ms"]:
+        raise ConfigError(f"{file}: trade_perf.sla_ms needs a 'default' for trade types it does not name")
+    return rules
 
 
 def logs_index(prefix: str, datasets) -> str:

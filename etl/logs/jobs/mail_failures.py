@@ -30,7 +30,8 @@ def _per_group(es, index: str, query: dict, field_name: str, failure_statuses) -
                      "aggs": {"evidence": evidence_agg(3),
                               "reasons": {"terms": {"field": "email.reason", "size": 3}}}}}
     rows = []
-    for b in composite_buckets(es, index, query, [{"key": {"terms": {"field": field_name, "missing_bucket": True}}}], aggs):
+    sources = [{"key": {"terms": {"field": field_name, "missing_bucket": True}}}]
+    for b in composite_buckets(es, index, query, sources, aggs):
         counts = _status_counts(b)
         failures = b["fail"]["doc_count"]
         rows.append({"key": b["key"]["key"] or "(none)", "total": b["doc_count"], "failures": failures,
@@ -45,7 +46,8 @@ def totals(es, index: str, query: dict, cfg: dict) -> dict:
     aggs = {
         "status": {"terms": {"field": "email.delivery.status", "size": 10}},
         "dsn": {"filters": {"filters": {f"{c}.x.x": {"prefix": {"email.dsn": f"{c}."}} for c in (2, 4, 5)}}},
-        "fail": {"filter": failed, "aggs": {"reasons": {"terms": {"field": "email.reason", "size": cfg["top_reasons"]}}}},
+        "fail": {"filter": failed,
+                 "aggs": {"reasons": {"terms": {"field": "email.reason", "size": cfg["top_reasons"]}}}},
         "delay": {"percentiles": {"field": "email.delay_s", "percents": [50, 95]}},
     }
     aggs_out = search(es, index, query, aggs).get("aggregations", {})
@@ -72,7 +74,8 @@ def failure_baseline(es, index: str, window: Window, cfg: dict) -> tuple[int, li
     query = base_query(history, cfg["datasets"], {"terms": {"email.delivery.status": cfg["failure_statuses"]}})
     aggs = {"per": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{length_s}s", "offset": f"{offset}s",
                                        "min_doc_count": 0,
-                                       "extended_bounds": {"min": history.start_s * 1000, "max": (window.end_s - 1) * 1000}}}}
+                                       "extended_bounds": {"min": history.start_s * 1000,
+                                                           "max": (window.end_s - 1) * 1000}}}}
     buckets = search(es, index, query, aggs).get("aggregations", {}).get("per", {}).get("buckets", [])
     counts = {int(b["key"]) // 1000: b["doc_count"] for b in buckets}
     current = counts.get(window.start_s, 0)

@@ -71,3 +71,16 @@ def test_composite_paging_walks_every_bucket():
     seen = list(composite_buckets(es, "i", {}, [], page_size=3))
     assert [b["key"] for b in seen] == [b["key"] for b in buckets]
     assert es.calls == [None, {"source": "10.0.0.2"}, {"source": "10.0.0.5"}]
+
+
+def test_rules_file_missing_key_is_named(tmp_path):
+    import json
+
+    from etl.logs.jobs.common import RULES_FILE
+
+    rules = json.loads(RULES_FILE.read_text())
+    del rules["illegal_access"]["brute_force"]
+    broken = tmp_path / "rules.json"
+    broken.write_text(json.dumps(rules))
+    with pytest.raises(ConfigError, match="'illegal_access' lacks brute_force"):
+        load_rules(str(broken))

@@ -15,10 +15,12 @@ def bucket(minute, volume, ok, sat, tol, breaches, p99_ns):
 
 
 def test_metric_row_apdex_and_rates():
-    row = metric_row(W, "trade.gateway", "NEW_ORDER", {"trade.branch": "B01", "trade.channel": "APP"}, bucket(W.start_s, 100, 90, 60, 30, 5, 2e8),
+    dims = {"trade.branch": "B01", "trade.channel": "APP"}
+    row = metric_row(W, "trade.gateway", "NEW_ORDER", dims, bucket(W.start_s, 100, 90, 60, 30, 5, 2e8),
                      100, 200)
     assert row["apdex"] == (60 + 30 / 2) / 100
     assert row["success_rate"] == 0.9
+    assert (row["branch"], row["channel"], row["rule"]) == ("B01", "APP", "minute_metrics")
     assert row["p99_ms"] == 200.0
     assert row["bucket"] == dt.datetime(2026, 11, 20, 1, 30, tzinfo=UTC)
 
