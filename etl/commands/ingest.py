@@ -57,9 +57,20 @@ def register(sub) -> None:
     p.set_defaults(func=run_replay)
 
 
+def _quiet_libraries(args) -> None:
+    """One line per HTTP request (elastic_transport) drowns the summary; -v keeps them."""
+    import logging
+
+    if not getattr(args, "verbose", False):
+        for name in ("elastic_transport", "great_expectations", "httpx", "urllib3"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def _settings_and_window(args):
     from etl.config import load
     from etl.window import Window
+
+    _quiet_libraries(args)
 
     return load(), Window.parse(args.start, args.end)
 
@@ -68,20 +79,18 @@ def _summary_table(summaries) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="ingest summary")
-    for column in ("source", "window", "value type", "read", "loaded", "quarantined"):
-        table.add_column(column, justify="right" if column in ("read", "loaded", "quarantined") else "left")
-    for s in summaries:
-        types = sorted(set(s.read) | set(s.loaded) | set(s.quarantined)) or ["-"]
-        for i, name in enumerate(types):
-            table.add_row(f"{s.source}/{s.mode}" if i == 0 else "", s.window if i == 0 else "", name,
-                          str(s.read.get(name, 0)), str(s.loaded.get(name, 0)), str(s.quarantined.get(name, 0)))
-        table.add_row("", "", "total", str(s.points_read), str(s.points_loaded), str(s.points_quarantined),
-                      end_section=True)
     console = Console()
-    console.print(table)
     for s in summaries:
-        console.print(f"{s.run_id}: {s.seconds:.1f}s, indices {', '.join(s.indices) or '-'}", highlight=False)
+        window = s.run_id.split(":", 1)[1] if ":" in s.run_id else s.window
+        table = Table(title=f"{s.source}/{s.mode} {window}", title_justify="left")
+        table.add_column("value type")
+        for column in ("read", "loaded", "quarantined"):
+            table.add_column(column, justify="right")
+        for name in sorted(set(s.read) | set(s.loaded) | set(s.quarantined)):
+            table.add_row(name, str(s.read.get(name, 0)), str(s.loaded.get(name, 0)), str(s.quarantined.get(name, 0)))
+        table.add_row("total", str(s.points_read), str(s.points_loaded), str(s.points_quarantined), style="bold")
+        console.print(table)
+        console.print(f"run {s.run_id}: {s.seconds:.1f}s; indices {', '.join(s.indices) or '-'}", highlight=False)
         if s.quarantined_at_source:
             console.print(f"  {s.quarantined_at_source} record(s) quarantined by the source", highlight=False)
         if s.reasons:
@@ -146,6 +155,7 @@ def run_replay(args) -> int:
     from etl import ingest
     from etl.config import load
 
+    _quiet_libraries(args)
     report = ingest.replay(load(), args.path)
     print(report.line())
     for reason, count in report.reasons.items():

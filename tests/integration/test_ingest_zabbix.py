@@ -269,7 +269,7 @@ def test_cli_ingest_then_gaps_and_exit_codes(env):
     span = ["--start", window.start.isoformat(), "--end", window.end.isoformat(), "--host", env.host]
     done = monetl(env, "ingest", "zabbix", *span, "--mode", "db", "--overlap", "0m")
     assert done.returncode == 0, done.stderr
-    assert "ingest summary" in done.stdout and "float" in done.stdout
+    assert "zabbix/db" in done.stdout and "float" in done.stdout and "total" in done.stdout
     assert ingest.run_id_for("zabbix", window) in done.stdout
     assert len(es_points(env, window)) == 20
     gaps_out = monetl(env, "gaps", "zabbix", *span, "--bucket", "5m", "--all")
