@@ -253,3 +253,20 @@ def test_run_demo_summarises_every_job(job_settings, loaded):
         assert expected in illegal
     assert next(line for line in lines if line.startswith("mail_failures:")).split()[1] != "no"
     assert any(line.startswith("trade_perf: no loaded log data") for line in lines)
+
+
+def test_invalid_user_probing_and_logins_from_outside(auth_result, loaded):
+    text = (loaded / "elastic_auth_log/auth.log").read_text(errors="replace")
+    users: dict[str, set] = defaultdict(set)
+    for m in re.finditer(r"sshd\[\d+\]: (?:Failed \S+ for (?:invalid user )?(.*?)|Invalid user (.*?)) from "
+                         r"([\d.]+)(?: port \d+)?", text):
+        users[m.group(3)].add(m.group(1) if m.group(1) is not None else m.group(2))
+    need = load_rules()["illegal_access"]["invalid_user_probe"]["min_distinct_users"]
+    probes = by_rule(auth_result, "invalid_user_probe")
+    assert probes and set(probes) == {ip for ip, names in users.items() if len(names) >= need}
+    for ip, f in probes.items():
+        assert f.count == len(users[ip]), ip
+    accepted = Counter((m.group(2), m.group(1)) for m in re.finditer(r"Accepted \S+ for (\S+) from ([\d.]+)", text))
+    outside = {(f.source, f.target): f.count for f in auth_result.findings if f.rule == "outside_allowlist"}
+    # 127.0.0.1 is allowlisted; every other Accepted line is a login from outside.
+    assert outside == {k: n for k, n in accepted.items() if k[0] != "127.0.0.1"}
