@@ -270,3 +270,21 @@ def test_invalid_user_probing_and_logins_from_outside(auth_result, loaded):
     outside = {(f.source, f.target): f.count for f in auth_result.findings if f.rule == "outside_allowlist"}
     # 127.0.0.1 is allowlisted; every other Accepted line is a login from outside.
     assert outside == {k: n for k, n in accepted.items() if k[0] != "127.0.0.1"}
+
+
+def test_web_401_403_flood_rule_on_tomcat(job_settings, loaded):
+    import copy
+
+    from etl.logs.jobs import analyse
+    from etl.search.client import es_client
+
+    rules = copy.deepcopy(load_rules())
+    rules["illegal_access"]["web_auth_flood"]["min_denied"] = 2  # the sample's 401s are few
+    result = analyse(es_client(job_settings), job_settings, "illegal_access", TOMCAT_WINDOW, rules)
+    denied = Counter()
+    for raw in (loaded / "evtx_attack_samples/tomcat_web_attack_access_log.txt").read_bytes().splitlines():
+        m = re.match(rb'^(\S+) .*?" (40[13]) ', raw)
+        if m:
+            denied[m.group(1).decode()] += 1
+    floods = {f.source: f.count for f in result.findings if f.rule == "web_auth_flood"}
+    assert floods == {ip: n for ip, n in denied.items() if n >= 2}
