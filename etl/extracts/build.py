@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,8 @@ from etl.config import Settings
 from etl.extracts import model, source
 from etl.extracts.definition import DEFINITIONS_DIR, Definition, Fact, select
 from etl.extracts.periods import day_range, span_window, spans
-from etl.extracts.transform import ARROW_TYPES, SpanFrame, date_dimension
+from etl.extracts.transform import ARROW_TYPES, ParquetRows, SpanFrame, date_dimension
+from etl.schema import point_schema
 from etl.window import Window
 
 log = logging.getLogger(__name__)
@@ -52,12 +54,19 @@ def coverage(settings: Settings, definition: Definition, dataset: str) -> Window
     return Window(min(days), max(days) + dt.timedelta(days=1))
 
 
-def read_rows(settings: Settings, definition: Definition, dataset: str, window: Window) -> pa.Table:
+def lake_rows(settings: Settings, definition: Definition, dataset: str, window: Window,
+              scratch: Path) -> pa.Table | ParquetRows:
+    """Points/rollups as Parquet files for DuckDB (the bulk of the data); findings as Arrow."""
     if definition.is_points:
-        tables = [source.read_points(settings, s, window, dataset) for s in definition.sources]
-    else:
-        columns = [(c.name, ARROW_TYPES[c.type]) for c in definition.input]
-        tables = [source.read_findings(settings, job, window, columns) for job in definition.jobs]
+        files = [f for s in definition.sources
+                 for f in source.partition_paths(settings, dataset, s, window.days(), scratch)]
+        if dataset == "raw":
+            return ParquetRows(files, "clock", window, point_schema())
+        from etl.lake.rollup import rollup_schema
+
+        return ParquetRows(files, "bucket", window, rollup_schema())
+    columns = [(c.name, ARROW_TYPES[c.type]) for c in definition.input]
+    tables = [source.read_findings(settings, job, window, columns) for job in definition.jobs]
     if len(tables) == 1:
         return tables[0]
     return pa.concat_tables(tables, promote_options="permissive")
@@ -77,13 +86,14 @@ def build_extract(settings: Settings, process, definition: Definition, days: lis
     coverages = {ds: coverage(settings, definition, ds) for _, ds in by_span}
     from etl.extracts.hyper_store import ExtractWriter
 
-    with ExtractWriter(process, path, model.all_tables(definition), fresh=fresh) as writer:
+    with ExtractWriter(process, path, model.all_tables(definition), fresh=fresh) as writer, \
+            tempfile.TemporaryDirectory(prefix="monetl-extract-lake-") as scratch:
         all_days: set[dt.date] = set()
         for (span, dataset), facts in sorted(by_span.items()):
             window = span_window(span, tz).widened(before=dt.timedelta(days=definition.series_lookback_days))
-            rows = read_rows(settings, definition, dataset, window)
-            log.info("extract %s: span %s..%s from %s: %d lake rows", definition.name, span[0], span[1],
-                     dataset, rows.num_rows)
+            rows = lake_rows(settings, definition, dataset, window, Path(scratch))
+            log.info("extract %s: span %s..%s from %s: %s", definition.name, span[0], span[1], dataset,
+                     f"{len(rows.files)} files" if isinstance(rows, ParquetRows) else f"{rows.num_rows} rows")
             with SpanFrame(definition, rows, tz, coverages[dataset]) as frame:
                 dims = frame.dims(list(dim_by_name))
                 if "dim_host" in dims:

@@ -80,17 +80,39 @@ class SpanResult:
     dims: dict[str, pa.Table]
 
 
-class SpanFrame:
-    """DuckDB over the lake rows of one span (widened by the series look-back)."""
+@dataclass(frozen=True)
+class ParquetRows:
+    """Lake rows as Parquet files for DuckDB to scan itself (column pruning, row-group skipping,
+    constant memory), limited to [window) on the time column."""
+    files: list[str]
+    time_column: str
+    window: Window
+    empty: pa.Schema  # the columns when there is no file
 
-    def __init__(self, definition: Definition, rows: pa.Table, tz: str, coverage: Window | None = None):
+
+class SpanFrame:
+    """DuckDB over the lake rows of one span (widened by the series look-back): an Arrow table, or
+    Parquet files scanned in place."""
+
+    def __init__(self, definition: Definition, rows: pa.Table | ParquetRows, tz: str,
+                 coverage: Window | None = None):
         self.definition = definition
         self.tz = tz
         self.coverage = coverage
-        self.con = duckdb.connect()
+        # One thread: parallel aggregation adds float partial sums in varying order, and a re-run
+        # of a day must give bit-identical rows (Tableau users compare extracts across days).
+        self.con = duckdb.connect(config={"threads": 1})
         self.con.execute("SET TimeZone = 'UTC'")
-        self.con.register("src", rows)
-        self._matched_view(rows)
+        if isinstance(rows, ParquetRows) and rows.files:
+            files = ", ".join(_quote(f) for f in rows.files)  # a view cannot take bound parameters
+            self.con.execute(
+                f"CREATE TEMP VIEW src AS SELECT * FROM read_parquet([{files}], union_by_name = true, "
+                f"hive_partitioning = false) WHERE {rows.time_column} >= {rows.window.start_s} "
+                f"AND {rows.time_column} < {rows.window.end_s}")
+        else:
+            self.con.register("src", rows.empty.empty_table() if isinstance(rows, ParquetRows) else rows)
+        names = [r[0] for r in self.con.execute("DESCRIBE src").fetchall()]
+        self._matched_view(names)
 
     def close(self) -> None:
         self.con.close()
@@ -101,9 +123,9 @@ class SpanFrame:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def _matched_view(self, rows: pa.Table) -> None:
+    def _matched_view(self, columns: list[str]) -> None:
         d = self.definition
-        names = set(rows.schema.names)
+        names = set(columns)
         if not d.is_points:
             missing = [c.name for c in d.input if c.name not in names]
             if missing:

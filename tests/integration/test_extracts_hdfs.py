@@ -33,3 +33,27 @@ def test_copy_to_hdfs_replaces_files(settings, hdfs_service, tmp_path):
         assert sorted(storage.list("")) == ["capacity.hyper", "summary.html"]   # no upload left aside
     finally:
         storage.delete("")
+
+
+def test_extracts_build_from_a_lake_on_hdfs(settings, hdfs_service, tmp_path):
+    """The same lake layout on HDFS: partitions published through WebHDFS, files fetched for DuckDB."""
+    import datetime as dt
+
+    import extracts_lake
+    from etl.extracts.build import build, lake_report_days
+
+    folder = f"/monetltest-extracts-lake-{uuid.uuid4().hex[:8]}"
+    cfg = dataclasses.replace(settings, home=tmp_path, lake_url=f"webhdfs://127.0.0.1:{settings.hdfs_http_port}{folder}",
+                              extracts_dir=str(tmp_path / "extracts"), report_tz="Asia/Shanghai",
+                              extracts_hdfs_url="", tableau_server_url="")
+    storage = open_storage(cfg)
+    assert storage.root == folder
+    try:
+        extracts_lake.standard_lake(cfg, dt.date(2026, 11, 23))
+        assert lake_report_days(cfg) == [dt.date(2026, 11, 23), dt.date(2026, 11, 24), dt.date(2026, 11, 25)]
+        (capacity,) = build(cfg, "capacity", [dt.date(2026, 11, 24)])
+        # Every host and capacity item of the fixture (3 x 6) on a day fully inside the lake.
+        assert capacity.written["fact_capacity_daily"] == 18
+        assert capacity.rows["dim_host"] == 3
+    finally:
+        storage.delete("")
