@@ -17,13 +17,6 @@ from etl.window import Window
 DATASET_DIRS = {"raw": "points", "5m": "rollup_5m", "1h": "rollup_1h"}
 
 
-def read_points(settings: Settings, source: str, window: Window, resolution: str) -> pa.Table:
-    """Points (resolution raw) or rollup rows (5m, 1h) of one source whose clock/bucket is in the window."""
-    from etl.lake import read_points as lake_read_points
-
-    return lake_read_points(settings, source, window, resolution=resolution)
-
-
 def read_findings(settings: Settings, job: str, window: Window, columns: list[tuple[str, pa.DataType]]) -> pa.Table:
     """Findings of one log job from the partitions the window touches (widened by a day each side,
     since a finding's partition is its job-window day while reports bucket by first_seen), or an
