@@ -1,8 +1,9 @@
 """Tableau extracts from the lake: star-schema .hyper files defined by schemas/extracts/*.json, built
 incrementally per report day, plus an HTML summary for people who do not open Tableau.
 
-Public API: build(settings, names, days), build_window(settings, window), write_summary(settings),
-run(settings, names, days) (build + summary + optional HDFS/Tableau copies), run_demo(settings)."""
+Public API: build(settings, names, days) (report-local days), write_summary(settings),
+run(settings, names, days) (build + summary + optional HDFS/Tableau copies), run_demo(settings).
+Definitions: schemas/extracts/*.json (see the README there)."""
 
 from __future__ import annotations
 
