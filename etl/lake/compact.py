@@ -15,9 +15,11 @@ import datetime as dt
 import functools
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.config import Settings
 from etl.errors import StoreError, VerificationError
@@ -84,10 +86,23 @@ def scan_day(raw_es, index: str, quarantine: Quarantine, *, slices: int = 2, pag
             quarantine.add(hit.get("_source"), reason, ref=f"{index}/{hit.get('_id')}", stage="compact")
         checksum = manifest.combine(checksum, manifest.checksum_int(batch, manifest.POINT_CHECKSUM_COLUMNS))
         batches.append(batch)
-    table = pa.Table.from_batches(batches, schema=schema)
-    if table.num_rows:
-        table = table.sort_by(SORT_KEYS).combine_chunks()
-    return ScanResult(table, checksum, quarantine.count)
+    table = pa.Table.from_batches(batches, schema=schema).combine_chunks()
+    return ScanResult(sort_points(table), checksum, quarantine.count)
+
+
+def sort_points(table: pa.Table) -> pa.Table:
+    """Sorted by (host, itemid, clock, ns) (then resolution, so raw and trend rows of the same
+    instant have a fixed order). Sorting on the dense rank of host instead of the strings and
+    gathering the columns in two threads is ~2x faster than Table.sort_by on a day of points."""
+    if table.num_rows == 0:
+        return table
+    keys = pa.table({"host": pc.rank(table["host"], sort_keys="ascending", tiebreaker="dense"),
+                     "itemid": table["itemid"], "clock": table["clock"], "ns": table["ns"],
+                     "resolution": table["resolution"]})
+    order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        columns = list(pool.map(lambda column: column.take(order), table.columns))
+    return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tuple[int, str]:
@@ -177,8 +192,7 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
     date = f"{day:%Y-%m-%d}"
     try:
         with publish.scratch_dir(settings) as scratch:
-            staged = []
-            for resolution in ("5m", "1h"):
+            def stage_rollup(resolution: str) -> tuple[str, str, int]:
                 rolled = rollup(points, resolution)
                 target = layout.rollup_partition(resolution, source, day)
                 staging = layout.staging_path(run_id, target)
@@ -186,14 +200,21 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
                     "dataset": layout.ROLLUPS[resolution], "partition": {"source": source, "date": date},
                     "run_id": run_id, "schema_name": ROLLUP_SCHEMA_NAME, "source_index": index},
                     Path(scratch), manifest.ROLLUP_CHECKSUM_COLUMNS)
-                staged.append((staging, target))
-                report.rollup_rows[resolution] = rolled.num_rows
-            target = layout.points_partition(source, day)
-            staging = layout.staging_path(run_id, target)
-            built = publish.stage_partition(storage, staging, points, {
-                "dataset": layout.POINTS, "partition": {"source": source, "date": date}, "run_id": run_id,
-                "schema_name": "point", "source_index": index, "checksum": scanned.checksum,
-                "per_item": per_item}, Path(scratch), manifest.POINT_CHECKSUM_COLUMNS)
+                return staging, target, rolled.num_rows
+
+            # Rollups (DuckDB) and the points file (Parquet/ZSTD) both run outside the GIL: in parallel.
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                rollups = {resolution: pool.submit(stage_rollup, resolution) for resolution in ("5m", "1h")}
+                target = layout.points_partition(source, day)
+                staging = layout.staging_path(run_id, target)
+                built = publish.stage_partition(storage, staging, points, {
+                    "dataset": layout.POINTS, "partition": {"source": source, "date": date}, "run_id": run_id,
+                    "schema_name": "point", "source_index": index, "checksum": scanned.checksum,
+                    "per_item": per_item}, Path(scratch), manifest.POINT_CHECKSUM_COLUMNS)
+                staged = []
+                for resolution, future in rollups.items():
+                    rollup_staging, rollup_target, report.rollup_rows[resolution] = future.result()
+                    staged.append((rollup_staging, rollup_target))
             report.parquet_bytes = sum(f["bytes"] for f in built["files"])
             # Points last: a published points partition means its rollups are published too.
             staged.append((staging, target))
