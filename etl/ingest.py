@@ -207,7 +207,7 @@ def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, pr
                     raw = source_batch.slice(offset, WORK_ROWS)
                     checked = quality.check(raw, window)
                     if sampler is not None:
-                        sampler.offer(raw, checked.reasons)
+                        sampler.offer(raw, checked.failed)
                     put(_Prepared(checked.good, checked, raw, documents(checked.good, prefix)))
                 del source_batch
             if sampler is not None:

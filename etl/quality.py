@@ -148,8 +148,9 @@ def _describe(batch: pa.RecordBatch, row: int, columns: list[str]) -> str:
     return ", ".join(parts)
 
 
-def row_failures(batch: pa.RecordBatch, window: Window | None) -> dict[int, str]:
-    """Row index -> reason ("<suite reason>: <column>=<value>") for every row that fails a rule."""
+def row_failures(batch: pa.RecordBatch, window: Window | None, failed: set[str] | None = None) -> dict[int, str]:
+    """Row index -> reason ("<suite reason>: <column>=<value>") for every row that fails a rule (the
+    first failing rule names it). `failed`, if given, receives every rule that any row fails."""
     spec = suite_spec()
     params = parameters(window)
     reasons: dict[int, str] = {}
@@ -157,6 +158,8 @@ def row_failures(batch: pa.RecordBatch, window: Window | None) -> dict[int, str]
     def record(mask: pa.Array, reason: str, columns: list[str]) -> None:
         if not pc.any(mask).as_py():
             return
+        if failed is not None:
+            failed.add(reason)
         for row in pc.indices_nonzero(mask).to_pylist():
             if row not in reasons:
                 reasons[row] = f"{reason}: {_describe(batch, row, columns)}"
@@ -282,13 +285,15 @@ class Checked:
     bad_rows: list[int]
     reasons: dict[int, str]
     ge: GEReport | None
+    failed: set[str] = field(default_factory=set)  # every rule some row fails (not only the first)
 
 
 def check(batch: pa.RecordBatch, window: Window | None, use_ge: bool = False) -> Checked:
     """Split a batch into the rows that load and the rows that go to quarantine (with reasons).
     `use_ge` also runs Great Expectations on this batch alone (tests, replay); the pipeline samples
     across batches instead (`GESampler`): GE's fixed cost per call is ~0.3-0.5 s here."""
-    reasons = row_failures(batch, window)
+    failed: set[str] = set()
+    reasons = row_failures(batch, window, failed)
     bad_rows = sorted(reasons)
     if bad_rows:
         keep = pc.invert(pc.is_in(pa.array(range(batch.num_rows), type=pa.int64()),
@@ -298,8 +303,8 @@ def check(batch: pa.RecordBatch, window: Window | None, use_ge: bool = False) ->
         good = batch
     report = ge_check(batch, window, sample_rows=0) if use_ge and batch.num_rows else None
     if report is not None:
-        compare(report, reasons)
-    return Checked(good=good, bad_rows=bad_rows, reasons=reasons, ge=report)
+        compare(report, failed)
+    return Checked(good=good, bad_rows=bad_rows, reasons=reasons, ge=report, failed=failed)
 
 
 class GESampler:
@@ -319,7 +324,7 @@ class GESampler:
         self.total = GEReport()
         self._flagged: set[str] = set()
 
-    def offer(self, batch: pa.RecordBatch, reasons: dict[int, str]) -> None:
+    def offer(self, batch: pa.RecordBatch, failed: set[str]) -> None:
         if batch.num_rows == 0:
             return
         first = (-self._offset) % self.stride
@@ -328,7 +333,7 @@ class GESampler:
         if rows:
             self._pending.append(batch.take(pa.array(rows, type=pa.int64())))
             self._pending_rows += len(rows)
-        self._flagged.update(reason.split(":")[0] for reason in reasons.values())
+        self._flagged.update(failed)
         if self._pending_rows >= (self.sample_rows or 1):
             self._run()
 
@@ -345,13 +350,12 @@ class GESampler:
         self.total.seconds += report.seconds
         for reason, count in report.failed.items():
             self.total.failed[reason] = self.total.failed.get(reason, 0) + count
-        compare(report, {i: r for i, r in enumerate(self._flagged)})
+        compare(report, self._flagged)
 
 
-def compare(report: GEReport, reasons: dict[int, str]) -> None:
+def compare(report: GEReport, flagged: set[str]) -> None:
     """GE failing an expectation the row rules never flagged means the two readers of the suite
     disagree: say so loudly (the row rules still decide)."""
-    flagged = {reason.split(":")[0] for reason in reasons.values()}
     for reason, count in report.failed.items():
         if reason not in flagged and not (reason.startswith("numeric item without") and
                                           "numeric value not finite (NaN or infinity)" in flagged):

@@ -90,7 +90,16 @@ def test_sampler_runs_ge_on_a_strided_sample_across_batches():
     whole = batch(rows)
     for start in range(0, 95, 30):  # batch boundaries that do not align with the stride
         part = whole.slice(start, 30)
-        sampler.offer(part, quality.row_failures(part, WINDOW))
+        sampler.offer(part, quality.check(part, WINDOW).failed)
     report = sampler.finish()
     assert report.rows_checked == 10  # rows 0, 10, ..., 90
     assert report.failed["clock before 2000-01-01 (an unset clock such as 1970)"] == 1
+
+
+def test_ge_and_row_rules_agree_on_every_failed_expectation(caplog):
+    rows = [point(itemid=i) for i in range(10)] + [point(clock=0), point(value_type=3, value=-1.0)]
+    checked = quality.check(batch(rows), WINDOW, use_ge=True)
+    assert set(checked.ge.failed) == checked.failed == {
+        "clock before 2000-01-01 (an unset clock such as 1970)", "clock outside the extraction window",
+        "unsigned item with a negative value"}
+    assert "no row rule flagged" not in caplog.text
