@@ -71,23 +71,68 @@ class Report:
 
 @dataclasses.dataclass
 class ScanResult:
-    table: pa.Table
+    """A scanned day: in memory (`table`, sorted) or, past the spill threshold, an unsorted
+    Parquet file in the scratch folder (`spill_file`) that DuckDB sorts out of core."""
+    rows: int
     checksum: int
     quarantined: int
+    table: pa.Table | None = None
+    spill_file: Path | None = None
 
 
-def scan_day(raw_es, index: str, quarantine: Quarantine, *, slices: int = 2, page_size: int = 5000) -> ScanResult:
-    """The whole index as one Arrow table (sorted), with the order-free checksum of every point."""
+# Days up to this many points are sorted in memory (~0.5 GB of Arrow for 4M points); bigger ones
+# spill to a scratch file as they are scanned and are sorted by DuckDB within SPILL_MEMORY.
+SPILL_ROWS = 4_000_000
+SPILL_MEMORY = "1GB"
+
+
+def scan_day(raw_es, index: str, quarantine: Quarantine, *, slices: int = 2, page_size: int = 5000,
+             scratch: Path | None = None, spill_rows: int = SPILL_ROWS) -> ScanResult:
+    """The whole index with the order-free checksum of every point; memory stays bounded."""
+    import pyarrow.parquet as pq
+
     schema = point_schema()
-    batches, checksum = [], 0
+    batches, checksum, rows, spill = [], 0, 0, None
     parse = functools.partial(es_scan.parse_points_page, schema=schema)
-    for batch, rejected in es_scan.iter_pages(raw_es, index, parse, slices=slices, page_size=page_size):
-        for hit, reason in rejected:
-            quarantine.add(hit.get("_source"), reason, ref=f"{index}/{hit.get('_id')}", stage="compact")
-        checksum = manifest.combine(checksum, manifest.checksum_int(batch, manifest.POINT_CHECKSUM_COLUMNS))
-        batches.append(batch)
+    try:
+        for batch, rejected in es_scan.iter_pages(raw_es, index, parse, slices=slices, page_size=page_size):
+            for hit, reason in rejected:
+                quarantine.add(hit.get("_source"), reason, ref=f"{index}/{hit.get('_id')}", stage="compact")
+            checksum = manifest.combine(checksum, manifest.checksum_int(batch, manifest.POINT_CHECKSUM_COLUMNS))
+            rows += batch.num_rows
+            batches.append(batch)
+            if spill is None and scratch is not None and rows > spill_rows:
+                spill = pq.ParquetWriter(scratch / "spill.parquet", schema, compression="lz4")
+            if spill is not None:
+                for pending in batches:
+                    spill.write_batch(pending)
+                batches = []
+    finally:
+        if spill is not None:
+            spill.close()
+    if spill is not None:
+        return ScanResult(rows, checksum, quarantine.count, spill_file=scratch / "spill.parquet")
     table = pa.Table.from_batches(batches, schema=schema).combine_chunks()
-    return ScanResult(sort_points(table), checksum, quarantine.count)
+    return ScanResult(rows, checksum, quarantine.count, table=sort_points(table))
+
+
+def write_sorted_from_spill(spill_file: Path, target: Path, scratch: Path) -> dict[str, int]:
+    """Sort a spilled day out of core into the points Parquet file; returns rows per itemid."""
+    import duckdb
+
+    from etl.lake.publish import ROW_GROUP_ROWS
+    from etl.lake.rollup import _quote
+
+    con = duckdb.connect(config={"threads": 2, "memory_limit": SPILL_MEMORY,
+                                 "temp_directory": str(scratch / "duckdb-tmp")})
+    try:
+        con.execute(f"CREATE VIEW points AS SELECT * FROM read_parquet({_quote(str(spill_file))})")
+        con.execute(f"COPY (SELECT * FROM points ORDER BY host, itemid, clock, ns, resolution) TO "
+                    f"{_quote(str(target))} (FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})")
+        counts = con.execute("SELECT itemid, count(*) FROM points GROUP BY itemid").fetchall()
+    finally:
+        con.close()
+    return {str(itemid): int(n) for itemid, n in counts}
 
 
 def sort_points(table: pa.Table) -> pa.Table:
@@ -113,13 +158,10 @@ def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tupl
     found = reader.read_manifest(storage, partition)
     if found is None:
         raise VerificationError(f"{where}: no manifest, partition not published")
-    # Only what the checksum and the per-item comparison need.
-    table = reader.read_partition(storage, partition, point_schema(), columns=VERIFY_COLUMNS)
-    lake_sum = manifest.as_hex(manifest.checksum_int(table, manifest.POINT_CHECKSUM_COLUMNS))
-    lake_items = manifest.rows_per_itemid(table)
+    rows, lake_sum, lake_items, lake_clocks = _lake_stats(storage, partition)
     problems = []
-    if table.num_rows != found["rows"]:
-        problems.append(f"files hold {table.num_rows} rows, manifest says {found['rows']}")
+    if rows != found["rows"]:
+        problems.append(f"files hold {rows} rows, manifest says {found['rows']}")
     if lake_sum != found["checksum"]:
         problems.append(f"files checksum {lake_sum}, manifest says {found['checksum']}")
     if lake_items != found.get("rows_per_itemid"):
@@ -127,14 +169,8 @@ def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tupl
     es.indices.refresh(index=index)
     es_total = es_scan.count(es, index)
     es_items = es_scan.item_stats(es, index)
-    if es_total != table.num_rows:
-        problems.append(f"Elasticsearch index {index} holds {es_total} documents, lake {table.num_rows}")
-    if table.num_rows:
-        clocks = table.group_by("itemid").aggregate([("clock", "min"), ("clock", "max")])
-        lake_clocks = {str(i): (lo, hi) for i, lo, hi in zip(clocks["itemid"].to_pylist(),
-                       clocks["clock_min"].to_pylist(), clocks["clock_max"].to_pylist())}
-    else:
-        lake_clocks = {}
+    if es_total != rows:
+        problems.append(f"Elasticsearch index {index} holds {es_total} documents, lake {rows}")
     differing = sorted(set(es_items) ^ set(lake_items)) + sorted(
         i for i in set(es_items) & set(lake_items)
         if es_items[i]["rows"] != lake_items[i]
@@ -144,7 +180,27 @@ def _verify(es, index: str, storage: Storage, source: str, day: dt.date) -> tupl
     if problems:
         raise VerificationError(f"{where} does not match index {index}: {'; '.join(problems)}; "
                                 f"the index was kept")
-    return table.num_rows, lake_sum
+    return rows, lake_sum
+
+
+def _lake_stats(storage: Storage, partition: str) -> tuple[int, str, dict[str, int], dict[str, tuple[int, int]]]:
+    """Rows, checksum, rows per itemid and (min, max) clock per itemid of a published partition,
+    read back batch by batch, only the columns the checks need."""
+    rows, checksum = 0, 0
+    items: dict[str, int] = {}
+    clocks: dict[str, tuple[int, int]] = {}
+    for batch in reader.iter_partition_batches(storage, partition, VERIFY_COLUMNS):
+        rows += batch.num_rows
+        checksum = manifest.combine(checksum, manifest.checksum_int(batch, manifest.POINT_CHECKSUM_COLUMNS))
+        grouped = pa.Table.from_batches([batch]).group_by("itemid").aggregate(
+            [("itemid", "count"), ("clock", "min"), ("clock", "max")])
+        for itemid, n, lo, hi in zip(*(grouped[c].to_pylist() for c in ("itemid", "itemid_count", "clock_min",
+                                                                          "clock_max"))):
+            key = str(itemid)
+            items[key] = items.get(key, 0) + n
+            old_lo, old_hi = clocks.get(key, (lo, hi))
+            clocks[key] = (min(lo, old_lo), max(hi, old_hi))
+    return rows, manifest.as_hex(checksum), items, clocks
 
 
 def verify_day(settings: Settings, source: str, day: dt.date | str, *, storage: Storage | None = None,
@@ -159,7 +215,8 @@ def verify_day(settings: Settings, source: str, day: dt.date | str, *, storage: 
 
 
 def compact_day(settings: Settings, source: str, day: dt.date | str, delete: bool = True, *,
-                storage: Storage | None = None, es=None, slices: int = 2, page_size: int = 5000) -> Report:
+                storage: Storage | None = None, es=None, slices: int = 2, page_size: int = 5000,
+                spill_rows: int = SPILL_ROWS) -> Report:
     """Compact one day of one source; delete its index only when the lake copy verifies."""
     from etl.search.client import es_client
 
@@ -182,24 +239,25 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
         raise StoreError(f"index {index} does not exist and {source} {day} is not in the lake")
     publish.sweep_stale(storage)
     es.indices.refresh(index=index)
-    with Quarantine(settings, "lake", run_id) as quarantine:
-        scanned = scan_day(es_scan.raw_client(settings), index, quarantine, slices=slices, page_size=page_size)
-        report.quarantined = quarantine.count
-    points = scanned.table
-    report.rows, report.checksum = points.num_rows, manifest.as_hex(scanned.checksum)
-    per_item = manifest.rows_per_itemid(points)
-    report.items = len(per_item)
     date = f"{day:%Y-%m-%d}"
     try:
-        with publish.scratch_dir(settings) as scratch:
+        with publish.scratch_dir(settings) as scratch_name:
+            scratch = Path(scratch_name)
+            with Quarantine(settings, "lake", run_id) as quarantine:
+                scanned = scan_day(es_scan.raw_client(settings), index, quarantine, slices=slices,
+                                   page_size=page_size, scratch=scratch, spill_rows=spill_rows)
+                report.quarantined = quarantine.count
+            points = scanned.table if scanned.table is not None else scanned.spill_file
+            report.rows, report.checksum = scanned.rows, manifest.as_hex(scanned.checksum)
+
             def stage_rollup(resolution: str) -> tuple[str, str, int]:
-                rolled = rollup(points, resolution)
+                rolled = rollup(points, resolution, memory_limit=SPILL_MEMORY if scanned.spill_file else None)
                 target = layout.rollup_partition(resolution, source, day)
                 staging = layout.staging_path(run_id, target)
                 publish.stage_partition(storage, staging, rolled, {
                     "dataset": layout.ROLLUPS[resolution], "partition": {"source": source, "date": date},
                     "run_id": run_id, "schema_name": ROLLUP_SCHEMA_NAME, "source_index": index},
-                    Path(scratch), manifest.ROLLUP_CHECKSUM_COLUMNS)
+                    scratch, manifest.ROLLUP_CHECKSUM_COLUMNS)
                 return staging, target, rolled.num_rows
 
             # Rollups (DuckDB) and the points file (Parquet/ZSTD) both run outside the GIL: in parallel.
@@ -207,14 +265,21 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
                 rollups = {resolution: pool.submit(stage_rollup, resolution) for resolution in ("5m", "1h")}
                 target = layout.points_partition(source, day)
                 staging = layout.staging_path(run_id, target)
-                built = publish.stage_partition(storage, staging, points, {
-                    "dataset": layout.POINTS, "partition": {"source": source, "date": date}, "run_id": run_id,
-                    "schema_name": "point", "source_index": index, "checksum": scanned.checksum,
-                    "per_item": per_item}, Path(scratch), manifest.POINT_CHECKSUM_COLUMNS)
+                meta = {"dataset": layout.POINTS, "partition": {"source": source, "date": date}, "run_id": run_id,
+                        "schema_name": "point", "source_index": index, "checksum": scanned.checksum}
+                if scanned.table is not None:
+                    meta["per_item"] = manifest.rows_per_itemid(scanned.table)
+                    built = publish.stage_partition(storage, staging, scanned.table, meta, scratch,
+                                                    manifest.POINT_CHECKSUM_COLUMNS)
+                else:
+                    built = publish.stage_written(
+                        storage, staging, lambda path: write_sorted_from_spill(scanned.spill_file, path, scratch),
+                        scanned.rows, meta, scratch)
                 staged = []
                 for resolution, future in rollups.items():
                     rollup_staging, rollup_target, report.rollup_rows[resolution] = future.result()
                     staged.append((rollup_staging, rollup_target))
+            report.items = len(built.get("rows_per_itemid", {}))
             report.parquet_bytes = sum(f["bytes"] for f in built["files"])
             # Points last: a published points partition means its rollups are published too.
             staged.append((staging, target))

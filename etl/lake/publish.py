@@ -73,6 +73,20 @@ def stage_partition(storage: Storage, staging: str, table: pa.Table, meta: dict,
     return built
 
 
+def stage_written(storage: Storage, staging: str, write, rows: int, meta: dict, scratch: Path) -> dict:
+    """Like stage_partition for a file produced by `write(local_path) -> rows per itemid` (the
+    out-of-core sort); the checksum in `meta` comes from the scan and is verified after publish."""
+    storage.makedirs(staging)
+    name = layout.PART.format(0)
+    with _local_target(storage, layout.join(staging, name), scratch) as path:
+        per_item = write(path)
+    files = [{"name": name, "rows": rows, "bytes": storage.size(layout.join(staging, name))}]
+    built = manifest.build(meta["dataset"], meta["partition"], meta["run_id"], meta["schema_name"], rows,
+                           meta["checksum"], files, per_item=per_item, source_index=meta.get("source_index"))
+    storage.write_bytes(layout.join(staging, layout.MANIFEST), manifest.dumps(built))
+    return built
+
+
 def publish(storage: Storage, staging: str, target: str, run_id: str) -> None:
     """Move the staged partition into place, replacing what was there."""
     if storage.exists(target):

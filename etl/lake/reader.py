@@ -59,6 +59,21 @@ def read_partition(storage: Storage, partition: str, schema: pa.Schema | None = 
     return read_files(storage, partition_files(storage, partition), schema, columns=columns)
 
 
+def iter_partition_batches(storage: Storage, partition: str, columns: list[str], batch_rows: int = 262_144):
+    """The partition's rows as record batches, one file at a time (bounded memory on any size)."""
+    import pyarrow.parquet as pq
+
+    for rel in partition_files(storage, partition):
+        local = storage.local_path(rel)
+        if local is not None:
+            yield from pq.ParquetFile(local).iter_batches(batch_size=batch_rows, columns=columns)
+            continue
+        with tempfile.TemporaryDirectory(prefix="monetl-lake-read-") as scratch:
+            dest = Path(scratch) / "part.parquet"
+            storage.download(rel, dest)
+            yield from pq.ParquetFile(dest).iter_batches(batch_size=batch_rows, columns=columns)
+
+
 def read_manifest(storage: Storage, partition: str) -> dict | None:
     rel = layout.join(partition, layout.MANIFEST)
     if not storage.exists(rel):

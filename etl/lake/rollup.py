@@ -7,6 +7,7 @@ item-hours that have no raw points, so nothing is counted twice."""
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 
 import pyarrow as pa
 
@@ -54,19 +55,26 @@ def _sql(bucket: int, with_trends: bool) -> str:
         ORDER BY host, itemid, bucket"""
 
 
-def rollup(points: pa.Table, resolution: str) -> pa.Table:
-    """The rollup of `points` at resolution '5m' or '1h', in the lake/rollup schema, sorted by
-    (host, itemid, bucket)."""
+def rollup(points: pa.Table | Path, resolution: str, *, memory_limit: str | None = None) -> pa.Table:
+    """The rollup of `points` (an Arrow table, or a Parquet file of points too big for memory) at
+    resolution '5m' or '1h', in the lake/rollup schema, sorted by (host, itemid, bucket)."""
     import duckdb
 
     bucket = BUCKET_SECONDS[resolution]
     schema = rollup_schema()
-    if points.num_rows == 0:
+    if isinstance(points, pa.Table) and points.num_rows == 0:
         return schema.empty_table()
-    con = duckdb.connect(config={"threads": 2})
+    con = duckdb.connect(config={"threads": 2, **({"memory_limit": memory_limit} if memory_limit else {})})
     try:
-        con.register("points", points)
+        if isinstance(points, pa.Table):
+            con.register("points", points)
+        else:
+            con.execute(f"CREATE VIEW points AS SELECT * FROM read_parquet({_quote(str(points))})")
         result = con.sql(_sql(bucket, with_trends=resolution == "1h")).to_arrow_table()
     finally:
         con.close()
     return result.select(schema.names).cast(schema)
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
