@@ -44,19 +44,20 @@ def _compact(args) -> int:
     from etl.lake import compact
 
     settings = load()
+
+    def show(report) -> None:
+        for line in report.lines():
+            print(line, flush=True)
+
     if args.older_than_retention:
         if args.keep:
             raise ConfigError("--keep makes no sense with --older-than-retention (those days are due for deletion)")
-        reports = compact.compact_older_than_retention(settings, args.source or "*")
-        if not reports:
+        if not compact.compact_older_than_retention(settings, args.source or "*", on_report=show):
             print(f"no index older than {settings.short_term_days} days: nothing to compact")
-    else:
-        if not args.source:
-            raise ConfigError("--day needs --source")
-        reports = [compact.compact_day(settings, args.source, args.day, delete=not args.keep)]
-    for report in reports:
-        for line in report.lines():
-            print(line)
+        return 0
+    if not args.source:
+        raise ConfigError("--day needs --source")
+    show(compact.compact_day(settings, args.source, args.day, delete=not args.keep))
     return 0
 
 

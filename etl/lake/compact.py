@@ -71,7 +71,7 @@ class Report:
 
 @dataclasses.dataclass
 class ScanResult:
-    """A scanned day: in memory (`table`, sorted) or, past the spill threshold, an unsorted
+    """A scanned day: in memory (`table`, unsorted) or, past the spill threshold, an unsorted
     Parquet file in the scratch folder (`spill_file`) that DuckDB sorts out of core."""
     rows: int
     checksum: int
@@ -112,8 +112,9 @@ def scan_day(raw_es, index: str, quarantine: Quarantine, *, slices: int = 2, pag
             spill.close()
     if spill is not None:
         return ScanResult(rows, checksum, quarantine.count, spill_file=scratch / "spill.parquet")
+    # Unsorted: the caller sorts while the rollups (which need no order) are computed.
     table = pa.Table.from_batches(batches, schema=schema).combine_chunks()
-    return ScanResult(rows, checksum, quarantine.count, table=sort_points(table))
+    return ScanResult(rows, checksum, quarantine.count, table=table)
 
 
 def write_sorted_from_spill(spill_file: Path, target: Path, scratch: Path) -> dict[str, int]:
@@ -260,7 +261,8 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
                     scratch, manifest.ROLLUP_CHECKSUM_COLUMNS)
                 return staging, target, rolled.num_rows
 
-            # Rollups (DuckDB) and the points file (Parquet/ZSTD) both run outside the GIL: in parallel.
+            # Rollups (DuckDB, any row order) run while the points are sorted and written (Arrow,
+            # Parquet/ZSTD): all of it outside the GIL, so in parallel.
             with ThreadPoolExecutor(max_workers=2) as pool:
                 rollups = {resolution: pool.submit(stage_rollup, resolution) for resolution in ("5m", "1h")}
                 target = layout.points_partition(source, day)
@@ -269,7 +271,7 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
                         "schema_name": "point", "source_index": index, "checksum": scanned.checksum}
                 if scanned.table is not None:
                     meta["per_item"] = manifest.rows_per_itemid(scanned.table)
-                    built = publish.stage_partition(storage, staging, scanned.table, meta, scratch,
+                    built = publish.stage_partition(storage, staging, sort_points(scanned.table), meta, scratch,
                                                     manifest.POINT_CHECKSUM_COLUMNS)
                 else:
                     built = publish.stage_written(
@@ -336,9 +338,24 @@ def days_due(settings: Settings, es=None, source: str = "*", today: dt.date | No
 
 
 def compact_older_than_retention(settings: Settings, source: str = "*", *, storage: Storage | None = None,
-                                 es=None, today: dt.date | None = None) -> list[Report]:
+                                 es=None, today: dt.date | None = None, on_report=None) -> list[Report]:
+    """Compact (and, verified, delete) every due day. A day that fails does not stop the others;
+    the failures are raised together at the end, their indices kept."""
     from etl.search.client import es_client
 
     es = es or es_client(settings)
-    return [compact_day(settings, s, d, delete=True, storage=storage, es=es)
-            for s, d in days_due(settings, es, source, today)]
+    reports, failures = [], []
+    for s, d in days_due(settings, es, source, today):
+        try:
+            report = compact_day(settings, s, d, delete=True, storage=storage, es=es)
+        except (VerificationError, StoreError) as exc:
+            log.error("compaction of %s %s failed: %s", s, d, exc)
+            failures.append(f"{s} {d}: {exc}")
+            continue
+        reports.append(report)
+        if on_report is not None:
+            on_report(report)
+    if failures:
+        raise VerificationError(f"{len(failures)} of {len(failures) + len(reports)} due days failed and keep "
+                                f"their index: " + " | ".join(failures))
+    return reports

@@ -335,3 +335,25 @@ def test_day_bigger_than_the_memory_threshold_spills_and_round_trips_exactly(lak
         in_memory = reader.read_points(cfg, SOURCE, Window.day(day), resolution, storage=storage)
         assert table.drop_columns(["sum"]).equals(in_memory.drop_columns(["sum"]))
         assert table["sum"].to_pylist() == pytest.approx(in_memory["sum"].to_pylist(), rel=1e-12)
+
+
+def test_one_failing_day_does_not_stop_the_others(lake, es, monkeypatch):
+    storage, cfg = lake
+    source = "retfail"
+    today = dt.date(2026, 10, 20)
+    bad_day, good_day = today - dt.timedelta(days=12), today - dt.timedelta(days=11)
+    for day in (bad_day, good_day):
+        seed(es, cfg, source, day, hosts=["h"], items_per_host=2, points_per_item=5)
+    real_verify = compact._verify
+
+    def verify_failing_on_bad_day(es_, index, storage_, source_, day):
+        if day == bad_day:
+            raise VerificationError(f"injected mismatch for {day}")
+        return real_verify(es_, index, storage_, source_, day)
+
+    monkeypatch.setattr(compact, "_verify", verify_failing_on_bad_day)
+    with pytest.raises(VerificationError, match="1 of 2 due days failed"):
+        compact.compact_older_than_retention(cfg, source, storage=storage, es=es, today=today)
+    assert es.indices.exists(index=points_index(PREFIX, source, bad_day))
+    assert not es.indices.exists(index=points_index(PREFIX, source, good_day))
+    es.indices.delete(index=points_index(PREFIX, source, bad_day))
