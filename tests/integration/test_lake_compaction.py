@@ -15,6 +15,7 @@ import duckdb
 import pyarrow as pa
 import pytest
 
+from etl import quarantine
 from etl.errors import VerificationError
 from etl.lake import compact, fixtures, layout, manifest, publish, reader
 from etl.lake.findings import write_findings
@@ -357,3 +358,27 @@ def test_one_failing_day_does_not_stop_the_others(lake, es, monkeypatch):
     assert es.indices.exists(index=points_index(PREFIX, source, bad_day))
     assert not es.indices.exists(index=points_index(PREFIX, source, good_day))
     es.indices.delete(index=points_index(PREFIX, source, bad_day))
+
+
+def test_unusable_document_is_quarantined_and_the_index_kept(lake, es, tmp_path):
+    storage, cfg = lake
+    cfg = dataclasses.replace(cfg, quarantine_dir=str(tmp_path / "quarantine"))
+    day = dt.date(2026, 10, 10)
+    points = seed(es, cfg, SOURCE, day, hosts=["h"], items_per_host=2, points_per_item=5)
+    index = points_index(PREFIX, SOURCE, day)
+    clock = int(dt.datetime(2026, 10, 10, 12, tzinfo=dt.timezone.utc).timestamp())
+    es.index(index=index, id="broken-1", refresh=True, document={  # no host, no itemid
+        "@timestamp": fixtures_timestamp(clock), "source": SOURCE, "key": "k", "value_type": 0, "value": 1.0,
+        "clock": clock, "ns": 0, "resolution": "raw", "run_id": "manual"})
+    with pytest.raises(VerificationError, match="1 documents of the index were quarantined"):
+        compact.compact_day(cfg, SOURCE, day, storage=storage, es=es)
+    assert es.count(index=index)["count"] == points.num_rows + 1
+    entries = list(quarantine.read(tmp_path / "quarantine"))
+    assert [(e["area"], e["ref"], e["stage"]) for e in entries] == [("lake", f"{index}/broken-1", "compact")]
+    assert "missing required field" in entries[0]["reason"]
+    assert same_points(_read_day(cfg, storage, day), points)  # the good points are in the lake
+    es.indices.delete(index=index)
+
+
+def fixtures_timestamp(clock: int) -> str:
+    return dt.datetime.fromtimestamp(clock, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.000000000Z")
