@@ -43,15 +43,18 @@ def lake_compaction():
         return [{"source": source, "day": day.isoformat()} for source, day in days_due(settings(), today=today)]
 
     @task(max_active_tis_per_dagrun=2)
-    def compact(day: dict) -> str:
+    def compact(day: dict) -> dict:
         from etl.lake.compact import compact_day
 
         report = compact_day(settings(), day["source"], day["day"], delete=True)
-        return "; ".join(report.lines())
+        return {**day, "report": "; ".join(report.lines())}
 
     @task(outlets=[LAKE_POINTS])
-    def lake_updated(results: list[str]) -> int:
-        return len(list(results))
+    def lake_updated(results: list[dict], **context) -> int:
+        # The reports DAG rebuilds exactly these UTC days (read from the asset event's extra).
+        compacted = list(results)
+        context["outlet_events"][LAKE_POINTS].extra = {"days": sorted({r["day"] for r in compacted})}
+        return len(compacted)
 
     lake_updated(compact.expand(day=due_days()))
 

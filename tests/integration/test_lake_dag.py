@@ -54,6 +54,8 @@ def test_one_interval_compacts_the_due_day(settings, elasticsearch_service, airf
                                  .where(AssetModel.uri == "monetl://lake/points")
                                  .where(AssetEvent.source_run_id == run.run_id)).all()
     assert len(events) == 1
+    # reports reads the compacted UTC days from the event's extra
+    assert events[0].extra == {"days": [due.isoformat()]}
 
     storage = LocalStorage(lake_root)
     assert reader.published_days(storage, "zabbix") == {due}
