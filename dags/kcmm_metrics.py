@@ -6,56 +6,26 @@ Elasticsearch (`{prefix}-points-kcmm-YYYY.MM.DD`) via `etl.ingest.run`: extract 
 validate (schemas/expectations/points.json; bad points to the quarantine), bulk load with
 deterministic ids. Each run re-reads the 10 minutes before its interval, so late values are
 picked up (KCMM exports can lag); re-runs overwrite, never double.
-
-* Schedule: `CronDataIntervalTimetable`, cron from `MONETL_INGEST_CRON` (default `*/5 * * * *`), UTC.
-* `catchup=True`: after a scheduler outage the missed intervals run, at most 4 at a time
-  (`max_active_runs`) so a catch-up does not stampede the KCMM database and Elasticsearch.
-* Retries with exponential backoff (`_monetl.DEFAULT_ARGS`); a failed or killed run is repaired
-  by running it again.
-* Past windows: `airflow backfill create --dag-id kcmm_metrics --from-date 2026-11-24T00:00:00
-  --to-date 2026-11-25T00:00:00` (the DAG must be unpaused: backfill runs stay queued on a
-  paused DAG), or without a scheduler `monetl ingest kcmm --start ... --end ...`;
-  `monetl gaps` / `monetl backfill` find and fill missing hours.
-
-Owner: monitoring-ops. XCom: the run summary (counts, quarantine path), never data.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import os
+import _builders
+from airflow.sdk import CronDataIntervalTimetable, dag
 
-import _monetl
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-
+DAG_ID = "kcmm_metrics"
 SOURCE = "kcmm"
-# A default keeps the file parseable when the variable is absent.
-CRON = os.environ.get("MONETL_INGEST_CRON", "*/5 * * * *")
 
 
 @dag(
-    dag_id="kcmm_metrics",
-    schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
-    start_date=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc),
-    catchup=True,
-    max_active_runs=4,
-    default_args=_monetl.DEFAULT_ARGS,
-    dagrun_timeout=dt.timedelta(hours=1),
-    doc_md=__doc__,
+    dag_id=DAG_ID,
+    schedule=CronDataIntervalTimetable(_builders.ingest_cron(), timezone="UTC"),
+    doc_md=_builders.metrics_doc(__doc__, DAG_ID, SOURCE, upstream="KCMM database"),
     tags=["monetl", "ingest", "kcmm"],
+    **_builders.METRICS_DAG_ARGS,
 )
 def kcmm_metrics():
-    @task(execution_timeout=dt.timedelta(minutes=30))
-    def ingest(**context) -> dict:
-        from etl import ingest as pipeline
-        from etl.errors import StoreError
-
-        summary = pipeline.run(_monetl.settings(), SOURCE, _monetl.window(context), progress="plain")
-        if not summary.ok:  # fail the try so Airflow retries; ids make the retry converge
-            raise StoreError(summary.line())
-        return summary.to_dict()
-
-    ingest()
+    _builders.metrics_tasks(SOURCE)
 
 
 kcmm_metrics()

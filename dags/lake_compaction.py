@@ -3,11 +3,10 @@ Parquet lake, verifies it against Elasticsearch, then deletes the day's index.""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import Asset, CronDataIntervalTimetable, dag, task
 
-from _monetl import DEFAULT_ARGS, settings, window
+from _builders import NO_CATCHUP_DAG_ARGS
+from _monetl import settings, window
 
 # Consumed by the reports DAG: updated once per run that compacted at least one day.
 LAKE_POINTS = Asset("monetl://lake/points")
@@ -27,12 +26,9 @@ Outlet: Asset `monetl://lake/points`. Owner: monitoring-ops.
 @dag(
     dag_id="lake_compaction",
     schedule=CronDataIntervalTimetable("0 2 * * *", timezone="UTC"),
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=DOC,
     tags=["monetl", "lake", "compaction"],
+    **NO_CATCHUP_DAG_ARGS,
 )
 def lake_compaction():
     @task

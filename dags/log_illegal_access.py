@@ -6,62 +6,27 @@ of the business logs in Elasticsearch (`{prefix}-logs-*`): brute force, invalid-
 success after failures (HIGH), logins from outside the allowed networks, privileged logins outside
 Asia/Shanghai business hours, web 401/403 floods, admin-console brute force, scanner paths and
 Windows password spraying.
-All numbers are Elasticsearch aggregations (`etl.logs.jobs.illegal_access`); thresholds are data in
-`schemas/logs/rules.json`.
-
-* Outputs: findings upserted into `{prefix}-findings` with `_id` = fingerprint (job, rule,
-  source, target, UTC day), so re-runs and retries never duplicate; the day's lake partition
-  `{lake}/findings/job=illegal_access/date=YYYY-MM-DD/` is republished with this window's rows replaced.
-* `notify` sends high/critical findings not sent before (per channel: SMTP, webhook, WeChat Work
-  robot; settings `MONETL_NOTIFY_*`); a failed send retries only that task.
-* Schedule: `CronDataIntervalTimetable("*/15 * * * *")`, UTC. `catchup=True` from the start date so
-  missed intervals run after an outage, one at a time (`max_active_runs=1`: runs of one job
-  rewrite the same day partition).
-* Past windows: `airflow backfill create --dag-id log_illegal_access --from-date ... --to-date ...`
-  (unpaused DAG), or without a scheduler `monetl logs run illegal_access --start ... --end ... [--notify]`.
-
-Owner: monitoring-ops. XCom: counts and fingerprints, never findings or documents.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import _builders
+from airflow.sdk import CronDataIntervalTimetable, dag
 
-import _monetl
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-
+DAG_ID = "log_illegal_access"
 JOB = "illegal_access"
+CRON = "*/15 * * * *"
 
 
 @dag(
-    dag_id="log_illegal_access",
-    schedule=CronDataIntervalTimetable("*/15 * * * *", timezone="UTC"),
-    start_date=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc),
-    catchup=True,
-    max_active_runs=1,
-    default_args=_monetl.DEFAULT_ARGS,
-    dagrun_timeout=dt.timedelta(hours=1),
-    doc_md=__doc__,
+    dag_id=DAG_ID,
+    schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    doc_md=_builders.log_job_doc(__doc__, DAG_ID, JOB, CRON),
     tags=["monetl", "logs", "security"],
+    **_builders.LOG_JOB_DAG_ARGS,
 )
 def log_illegal_access():
-    @task(execution_timeout=dt.timedelta(minutes=20))
-    def analyse(**context) -> dict:
-        from etl.logs.jobs import run_job
-
-        settings = _monetl.settings()
-        result = run_job(settings, JOB, _monetl.window(context))
-        for line in result.summary:
-            print(line)
-        return result.xcom_summary(settings.notify_min_severity)
-
-    @task(execution_timeout=dt.timedelta(minutes=5))
-    def notify(summary: dict) -> dict:
-        from etl.notify import notify_stored
-
-        return notify_stored(_monetl.settings(), summary["notify"])
-
-    notify(analyse())
+    _builders.log_job_tasks(JOB)
 
 
 log_illegal_access()

@@ -5,62 +5,27 @@ Every 5 minutes, runs the **trade_perf** log-analysis job over the **previous da
 the business logs in Elasticsearch (`{prefix}-logs-*`): per-minute volume, success rate, latency
 p50/p95/p99, SLA breaches and Apdex per trade.type (and channel; branch per window) of the trading
 gateway, and per backend/path over HAProxy and IIS logs; minute rows go to the lake.
-All numbers are Elasticsearch aggregations (`etl.logs.jobs.trade_perf`); thresholds are data in
-`schemas/logs/rules.json`.
-
-* Outputs: findings upserted into `{prefix}-findings` with `_id` = fingerprint (job, rule,
-  source, target, UTC day), so re-runs and retries never duplicate; the day's lake partition
-  `{lake}/findings/job=trade_perf/date=YYYY-MM-DD/` is republished with this window's rows replaced.
-* `notify` sends high/critical findings not sent before (per channel: SMTP, webhook, WeChat Work
-  robot; settings `MONETL_NOTIFY_*`); a failed send retries only that task.
-* Schedule: `CronDataIntervalTimetable("*/5 * * * *")`, UTC. `catchup=True` from the start date so
-  missed intervals run after an outage, one at a time (`max_active_runs=1`: runs of one job
-  rewrite the same day partition).
-* Past windows: `airflow backfill create --dag-id log_trade_perf --from-date ... --to-date ...`
-  (unpaused DAG), or without a scheduler `monetl logs run trade_perf --start ... --end ... [--notify]`.
-
-Owner: monitoring-ops. XCom: counts and fingerprints, never findings or documents.
 """
 
 from __future__ import annotations
 
-import datetime as dt
+import _builders
+from airflow.sdk import CronDataIntervalTimetable, dag
 
-import _monetl
-from airflow.sdk import CronDataIntervalTimetable, dag, task
-
+DAG_ID = "log_trade_perf"
 JOB = "trade_perf"
+CRON = "*/5 * * * *"
 
 
 @dag(
-    dag_id="log_trade_perf",
-    schedule=CronDataIntervalTimetable("*/5 * * * *", timezone="UTC"),
-    start_date=dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc),
-    catchup=True,
-    max_active_runs=1,
-    default_args=_monetl.DEFAULT_ARGS,
-    dagrun_timeout=dt.timedelta(hours=1),
-    doc_md=__doc__,
+    dag_id=DAG_ID,
+    schedule=CronDataIntervalTimetable(CRON, timezone="UTC"),
+    doc_md=_builders.log_job_doc(__doc__, DAG_ID, JOB, CRON),
     tags=["monetl", "logs", "trade"],
+    **_builders.LOG_JOB_DAG_ARGS,
 )
 def log_trade_perf():
-    @task(execution_timeout=dt.timedelta(minutes=20))
-    def analyse(**context) -> dict:
-        from etl.logs.jobs import run_job
-
-        settings = _monetl.settings()
-        result = run_job(settings, JOB, _monetl.window(context))
-        for line in result.summary:
-            print(line)
-        return result.xcom_summary(settings.notify_min_severity)
-
-    @task(execution_timeout=dt.timedelta(minutes=5))
-    def notify(summary: dict) -> dict:
-        from etl.notify import notify_stored
-
-        return notify_stored(_monetl.settings(), summary["notify"])
-
-    notify(analyse())
+    _builders.log_job_tasks(JOB)
 
 
 log_trade_perf()

@@ -3,11 +3,10 @@ the HTML summary, then the optional HDFS copy / Tableau Server publish."""
 
 from __future__ import annotations
 
-import datetime as dt
-
 from airflow.sdk import Asset, Param, dag, task
 
-from _monetl import DEFAULT_ARGS, settings
+from _builders import NO_CATCHUP_DAG_ARGS
+from _monetl import settings
 
 # Updated by lake_compaction whenever it published at least one day.
 LAKE_POINTS = Asset("monetl://lake/points")
@@ -34,10 +33,6 @@ duplicate. Same work by hand: `monetl extracts build --start D --end D`. Owner: 
 @dag(
     dag_id="reports",
     schedule=[LAKE_POINTS],
-    start_date=dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc),
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     doc_md=DOC,
     tags=["monetl", "reports", "tableau"],
     params={
@@ -45,6 +40,7 @@ duplicate. Same work by hand: `monetl extracts build --start D --end D`. Owner: 
         "newest_lake_days": Param(2, type="integer", minimum=0,
                                   description="without days or event extras: newest UTC lake days to use"),
     },
+    **NO_CATCHUP_DAG_ARGS,
 )
 def reports():
     @task
