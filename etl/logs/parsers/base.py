@@ -59,6 +59,29 @@ class ParseContext:
         return self.year
 
 
+class LineParser:
+    """What every parser class shares: made per file (make_parser) with that file's context.
+    A subclass names its dataset, says whether its lines need ctx.year, and defines parse(line)."""
+    dataset = ""
+    needs_year = False
+
+    def __init__(self, ctx: ParseContext):
+        self.ctx = ctx
+
+
+_ZONES: dict[str, dt.timezone] = {}
+
+
+def fixed_zone(text: str) -> dt.timezone:
+    """The zone of a `+hhmm` / `-hhmm` offset, cached: the few offsets of a file repeat on every
+    line. Raises ValueError for an offset of 24 h or more."""
+    zone = _ZONES.get(text)
+    if zone is None:
+        sign = -1 if text[0] == "-" else 1
+        zone = _ZONES[text] = dt.timezone(sign * dt.timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
+    return zone
+
+
 def iso_utc(moment: dt.datetime) -> str:
     """@timestamp text: UTC, microseconds, 'Z'. Refuses stamps before 2000 (see EARLIEST)."""
     if moment.tzinfo is None:

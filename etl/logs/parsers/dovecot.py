@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import re
 
-from etl.logs.parsers.base import ParseContext, put_address
-from etl.logs.parsers.syslog import parse_header
+from etl.logs.parsers.base import LineParser, put_address
+from etl.logs.parsers.syslog import header_doc
 
 _SERVICE = re.compile(r"\b((?:imap|pop3|submission|managesieve|lmtp)-login): ")
 _USER = re.compile(r"\buser=<([^>]*)>")
@@ -28,24 +28,14 @@ _GIVEN_PASSWORD = re.compile(r"\(given password: [^)]*\)")
 _PAM_UNIX = re.compile(r"pam_unix\([^:)]+:auth\): authentication failure;.*?rhost=(\S*)(?:\s+user=(\S+))?")
 
 
-class DovecotParser:
+class DovecotParser(LineParser):
     dataset = "dovecot"
     needs_year = True
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
             return None
-        h = parse_header(line, self.ctx)
-        doc: dict = {"@timestamp": h.timestamp}
-        if h.host:
-            doc["host.name"] = h.host
-        if h.program:
-            doc["process.name"] = h.program
-        if h.pid is not None:
-            doc["process.pid"] = h.pid
+        doc, h = header_doc(line, self.ctx)
         if "given password:" in line:
             doc["message"] = _GIVEN_PASSWORD.sub("(given password: ***)", line)
         text = _GIVEN_PASSWORD.sub("(given password: ***)", h.rest)  # the program token can carry the user and address: auth(user,ip,...)<id>:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 
-from etl.logs.parsers.base import MONTHS, LineError, ParseContext, iso_utc, local_time, put_address, put_port, split_host_port
-from etl.logs.parsers.syslog import parse_header
+from etl.logs.parsers.base import MONTHS, LineError, LineParser, iso_utc, local_time, put_address, put_port, split_host_port
+from etl.logs.parsers.syslog import parse_header, put_header_fields
 
 _HTTP = re.compile(
     r"^(\S+) \[(\d{2})/(\w{3})/(\d{4}):(\d{2}:\d{2}:\d{2})\.(\d{3})\] (\S+) ([^/\s]+)/(\S+) "
@@ -20,24 +20,16 @@ _REQUEST = re.compile(r"^([A-Z]+) (\S+)(?: HTTP/([\d.]+))?")
 _PROXY = re.compile(r"^Proxy (\S+) (started|stopped)")
 
 
-class HaproxyParser:
+class HaproxyParser(LineParser):
     dataset = "haproxy"
     needs_year = True
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
             return None
         h = parse_header(line, self.ctx)
-        doc: dict = {}
-        if h.host:
-            doc["host.name"] = h.host
-        if h.program:
-            doc["process.name"] = h.program
-        if h.pid is not None:
-            doc["process.pid"] = h.pid
+        # @timestamp comes later: the HTTP and connection-error lines carry their own accept date
+        doc = put_header_fields({}, h)
         m = _HTTP.match(h.message)
         if m:
             return self._http(doc, m)

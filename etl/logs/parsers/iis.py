@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from etl.logs.parsers.base import UTC, LineError, ParseContext, iso_utc, put_address, put_port
+from etl.logs.parsers.base import UTC, LineError, LineParser, ParseContext, iso_utc, put_address, put_port
 
 
 def _text(v: str) -> str:
@@ -19,12 +19,11 @@ def _int(v: str) -> int | None:
     return int(v) if v.isdigit() else None
 
 
-class IisParser:
+class IisParser(LineParser):
     dataset = "iis"
-    needs_year = False
 
     def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
+        super().__init__(ctx)
         self.fields: list[str] | None = None
 
     def parse(self, line: str) -> dict | None:

@@ -17,8 +17,8 @@ import datetime as dt
 import re
 from collections import OrderedDict
 
-from etl.logs.parsers.base import LineError, ParseContext, iso_utc, local_time, put_address, put_port
-from etl.logs.parsers.syslog import parse_header
+from etl.logs.parsers.base import LineError, LineParser, ParseContext, fixed_zone, iso_utc, local_time, put_address, put_port
+from etl.logs.parsers.syslog import header_doc
 
 _JOIN_LIMIT = 100_000
 _CLIENT = re.compile(r"([\w.-]*)\[(?:IPv6:)?([0-9A-Fa-f:.]+)\](?::(\d+))?")
@@ -65,16 +65,58 @@ def _client(doc: dict, text: str) -> None:
         put_port(doc, m.group(3))
 
 
-def _syslog_doc(line: str, ctx: ParseContext) -> tuple[dict, str]:
-    h = parse_header(line, ctx)
-    doc: dict = {"@timestamp": h.timestamp}
-    if h.host:
-        doc["host.name"] = h.host
-    if h.program:
-        doc["process.name"] = h.program
-    if h.pid is not None:
-        doc["process.pid"] = h.pid
-    return doc, h.message
+def _act(doc: dict, action: str, outcome: str) -> None:
+    doc["event.action"], doc["event.outcome"] = action, outcome
+
+
+def _rejected(doc: dict, action: str = "reject") -> None:
+    _act(doc, action, "failure")
+    doc["email.delivery.status"] = "rejected"
+
+
+def _delivery(doc: dict, status: str) -> None:
+    _act(doc, "delivery", _STATUS_OUTCOME.get(status, "unknown"))
+    doc["email.delivery.status"] = status
+
+
+def _by_needle(doc: dict, msg: str, rules: list[tuple[str, str, str]]) -> None:
+    """The action of the first rule whose text the message contains, else `other`."""
+    for needle, action, outcome in rules:
+        if needle in msg:
+            _act(doc, action, outcome)
+            return
+    _act(doc, "other", "unknown")
+
+
+_STATUS_OUTCOME = {"sent": "success", "deferred": "failure", "bounced": "failure", "expired": "failure"}
+
+
+class _MailParser(LineParser):
+    """A mail log: the sender join is per file. Postfix and sendmail lines are syslog lines whose
+    message starts with the queue id (`_qid`, group 1; postfix writes NOQUEUE for none)."""
+    needs_year = True
+    _qid: re.Pattern
+
+    def __init__(self, ctx: ParseContext):
+        super().__init__(ctx)
+        self.join = _SenderJoin()
+
+    def parse(self, line: str) -> dict | None:
+        if not line.strip():
+            return None
+        doc, h = header_doc(line, self.ctx)
+        msg = h.message
+        q = self._qid.match(msg)
+        if q:
+            if q.group(1) != "NOQUEUE":
+                doc["email.queue_id"] = q.group(1)
+            msg = msg[q.end():]
+        self._classify(doc, msg)
+        self.join.apply(doc)
+        return doc
+
+    def _classify(self, doc: dict, msg: str) -> None:
+        raise NotImplementedError
 
 
 # ---------------------------------------------------------------- postfix
@@ -101,36 +143,17 @@ _PF_RULES = [
     ("message-id=", "message_id", "unknown"),
     ("client=", "client", "unknown"),
 ]
-_STATUS_OUTCOME = {"sent": "success", "deferred": "failure", "bounced": "failure", "expired": "failure"}
 
 
-class PostfixParser:
+class PostfixParser(_MailParser):
     dataset = "postfix"
-    needs_year = True
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
-        self.join = _SenderJoin()
-
-    def parse(self, line: str) -> dict | None:
-        if not line.strip():
-            return None
-        doc, msg = _syslog_doc(line, self.ctx)
-        q = _PF_QID.match(msg)
-        if q:
-            if q.group(1) != "NOQUEUE":
-                doc["email.queue_id"] = q.group(1)
-            msg = msg[q.end():]
-        self._classify(doc, msg)
-        self.join.apply(doc)
-        return doc
+    _qid = _PF_QID
 
     def _classify(self, doc: dict, msg: str) -> None:
         m = _PF_REJECT.search(msg)
         if m:
             command, client, code, dsn, reason = m.groups()
-            doc["event.action"], doc["event.outcome"] = "reject", "failure"
-            doc["email.delivery.status"] = "rejected"
+            _rejected(doc)
             doc["email.smtp_code"] = int(code)
             doc["email.smtp_command"] = command
             if dsn:
@@ -145,9 +168,7 @@ class PostfixParser:
         m = _PF_DELIVERY.search(msg)
         if m:
             to, relay, delay, dsn, status, reason = m.groups()
-            doc["event.action"] = "delivery"
-            doc["event.outcome"] = _STATUS_OUTCOME.get(status, "unknown")
-            doc["email.delivery.status"] = status
+            _delivery(doc, status)
             doc["email.dsn"] = dsn
             doc["email.delay_s"] = float(delay)
             doc["email.relay"] = relay
@@ -157,31 +178,25 @@ class PostfixParser:
             return
         m = _PF_EXPIRED.search(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "delivery", "failure"
-            doc["email.delivery.status"] = "expired"
+            _delivery(doc, "expired")
             _from(doc, m.group(1))
             self._remember(doc)
             return
         m = _PF_QUEUED.search(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "queued", "success"
+            _act(doc, "queued", "success")
             _from(doc, m.group(1))
             self._remember(doc)
             return
         m = _PF_SASL.search(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "sasl_auth_failed", "failure"
+            _act(doc, "sasl_auth_failed", "failure")
             doc["email.auth_mechanism"] = m.group(1).upper()
             if m.group(3):
                 doc["user.name"] = m.group(3)
             _client(doc, msg)
             return
-        for needle, action, outcome in _PF_RULES:
-            if needle in msg:
-                doc["event.action"], doc["event.outcome"] = action, outcome
-                break
-        else:
-            doc["event.action"], doc["event.outcome"] = "other", "unknown"
+        _by_needle(doc, msg, _PF_RULES)
         _client(doc, msg)
 
     def _remember(self, doc: dict) -> None:
@@ -221,32 +236,15 @@ def _sendmail_delay(text: str) -> float:
     return float(days * 86400 + seconds)
 
 
-class SendmailParser:
+class SendmailParser(_MailParser):
     dataset = "sendmail"
-    needs_year = True
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
-        self.join = _SenderJoin()
-
-    def parse(self, line: str) -> dict | None:
-        if not line.strip():
-            return None
-        doc, msg = _syslog_doc(line, self.ctx)
-        q = _SM_QID.match(msg)
-        if q:
-            doc["email.queue_id"] = q.group(1)
-            msg = msg[q.end():]
-        self._classify(doc, msg)
-        self.join.apply(doc)
-        return doc
+    _qid = _SM_QID  # 14 characters: never NOQUEUE
 
     def _classify(self, doc: dict, msg: str) -> None:
         m = _SM_REJECT.search(msg)
         if m:
             ruleset, arg1, relay, code, dsn, reason = m.groups()
-            doc["event.action"], doc["event.outcome"] = "reject", "failure"
-            doc["email.delivery.status"] = "rejected"
+            _rejected(doc)
             doc["email.smtp_code"] = int(code)
             doc["email.ruleset"] = ruleset
             if dsn:
@@ -260,14 +258,13 @@ class SendmailParser:
             return
         m = _SM_UNKNOWN_USER.match(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "reject", "failure"
-            doc["email.delivery.status"] = "rejected"
+            _rejected(doc)
             doc["email.reason"] = m.group(2)
             _to(doc, m.group(1))
             return
         m = _SM_FROM.match(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "queued", "success"
+            _act(doc, "queued", "success")
             _from(doc, m.group(1))
             if m.group(2):
                 _client(doc, m.group(2))
@@ -279,10 +276,7 @@ class SendmailParser:
             to, delay, dsn, stat, reason = m.groups()
             r = _SM_RELAY.search(msg)
             relay = r.group(1) if r else None
-            status = _SM_STAT.get(stat.lower(), "bounced")
-            doc["event.action"] = "delivery"
-            doc["event.outcome"] = "success" if status == "sent" else "failure"
-            doc["email.delivery.status"] = status
+            _delivery(doc, _SM_STAT.get(stat.lower(), "bounced"))
             doc["email.dsn"] = dsn
             doc["email.delay_s"] = _sendmail_delay(delay)
             if relay:
@@ -293,18 +287,13 @@ class SendmailParser:
             return
         m = _SM_AUTH.search(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "auth_failed", "failure"
+            _act(doc, "auth_failed", "failure")
             doc["email.auth_mechanism"] = m.group(1).upper()
             if m.group(3):
                 doc["user.name"] = m.group(3)
             _client(doc, msg[m.end():])
             return
-        for needle, action, outcome in _SM_RULES:
-            if needle in msg:
-                doc["event.action"], doc["event.outcome"] = action, outcome
-                break
-        else:
-            doc["event.action"], doc["event.outcome"] = "other", "unknown"
+        _by_needle(doc, msg, _SM_RULES)
         _client(doc, msg)
 
 
@@ -335,13 +324,9 @@ _EXIM_RULES = [
 ]
 
 
-class EximParser:
+class EximParser(_MailParser):
     dataset = "exim"
     needs_year = False
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
-        self.join = _SenderJoin()
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
@@ -351,8 +336,7 @@ class EximParser:
             raise LineError("no exim timestamp (YYYY-MM-DD HH:MM:SS)")
         host1, year, month, day, hms, frac, zone, host2, msg_id = m.groups()
         if zone:
-            sign = -1 if zone[0] == "-" else 1
-            tz = dt.timezone(sign * dt.timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])))
+            tz = fixed_zone(zone)
             try:
                 moment = dt.datetime(int(year), int(month), int(day), int(hms[:2]), int(hms[3:5]), int(hms[6:8]), tzinfo=tz)
             except ValueError as exc:
@@ -377,7 +361,7 @@ class EximParser:
 
         m = _EXIM_AUTH.search(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "auth_failed", "failure"
+            _act(doc, "auth_failed", "failure")
             doc["email.auth_mechanism"] = m.group(1)
             if m.group(2):
                 doc["user.name"] = m.group(2)
@@ -387,8 +371,7 @@ class EximParser:
                            (_EXIM_LOCAL_SCAN, "reject")):
             m = rx.search(msg)
             if m:
-                doc["event.action"], doc["event.outcome"] = action, "failure"
-                doc["email.delivery.status"] = "rejected"
+                _rejected(doc, action)
                 if rx is _EXIM_RCPT:
                     _from(doc, m.group(1))
                     _to(doc, m.group(2))
@@ -414,7 +397,7 @@ class EximParser:
             return
         m = _EXIM_ARRIVAL.match(msg)
         if m:
-            doc["event.action"], doc["event.outcome"] = "queued", "success"
+            _act(doc, "queued", "success")
             sender = "" if m.group(1) == "<>" else m.group(1)
             _from(doc, sender)
             if doc.get("email.queue_id"):
@@ -424,19 +407,12 @@ class EximParser:
         for rx, status in ((_EXIM_DEFER, "deferred"), (_EXIM_BOUNCE, "bounced"), (_EXIM_DELIVERED, "sent")):
             m = rx.match(msg)
             if m:
-                doc["event.action"] = "delivery"
-                doc["event.outcome"] = "success" if status == "sent" else "failure"
-                doc["email.delivery.status"] = status
+                _delivery(doc, status)
                 _to(doc, m.group(2) or m.group(1))
                 if status == "sent" and m.group(3):
                     doc["email.relay"] = m.group(3)
                 elif status != "sent" and m.groups()[-1]:
                     doc["email.reason"] = m.groups()[-1]
                 return
-        for needle, action, outcome in _EXIM_RULES:
-            if needle in msg:
-                doc["event.action"], doc["event.outcome"] = action, outcome
-                break
-        else:
-            doc["event.action"], doc["event.outcome"] = "other", "unknown"
+        _by_needle(doc, msg, _EXIM_RULES)
         client()

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import re
 
-from etl.logs.parsers.base import LineError, ParseContext, put_address, put_port
-from etl.logs.parsers.syslog import parse_header
+from etl.logs.parsers.base import LineError, LineParser, put_address, put_port
+from etl.logs.parsers.syslog import header_doc
 
 _REPEATED = re.compile(r"message repeated (\d+) times: \[ ?(.*?) ?\]$")
 _FAILED = re.compile(r"Failed ([\w/-]+) for (invalid user )?(.*?) from (\S+?)(?: port (\d+))?(?: ssh\d?)?(?:: .*)?$")
@@ -48,24 +48,14 @@ _SUDO = re.compile(r"^\s*(\S+) : (.*?)(?:TTY=\S+ ; )?PWD=\S* ; USER=(\S+) ;(?: [
 _SU = re.compile(r"(Successful|FAILED) su for (\S+) by (\S+)")
 
 
-class SshdParser:
+class SshdParser(LineParser):
     dataset = "sshd"
     needs_year = True
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
             return None
-        h = parse_header(line, self.ctx)
-        doc: dict = {"@timestamp": h.timestamp}
-        if h.host:
-            doc["host.name"] = h.host
-        if h.program:
-            doc["process.name"] = h.program
-        if h.pid is not None:
-            doc["process.pid"] = h.pid
+        doc, h = header_doc(line, self.ctx)
         msg = h.message
         m = _REPEATED.search(msg)
         if m:
@@ -90,12 +80,8 @@ class SshdParser:
             _set(doc, "sudo", "failure" if refused else "success", user=m.group(1))
             doc["user.target.name"] = m.group(3)
             doc["process.command_line"] = m.group(4)
-            return
-        m = _SESSION.search(msg)
-        if m:
-            _set(doc, f"session_{m.group(1)}", "success", user=m.group(2))
-            return
-        _set(doc, "sudo", "unknown")
+        elif not _session(doc, msg):
+            _set(doc, "sudo", "unknown")
 
     @staticmethod
     def _su(doc: dict, msg: str) -> None:
@@ -103,12 +89,8 @@ class SshdParser:
         if m:
             _set(doc, "su", "success" if m.group(1) == "Successful" else "failure", user=m.group(3))
             doc["user.target.name"] = m.group(2)
-            return
-        m = _SESSION.search(msg)
-        if m:
-            _set(doc, f"session_{m.group(1)}", "success", user=m.group(2))
-            return
-        _set(doc, "su", "unknown")
+        elif not _session(doc, msg):
+            _set(doc, "su", "unknown")
 
     @staticmethod
     def _sshd(doc: dict, msg: str) -> None:
@@ -202,14 +184,20 @@ class SshdParser:
         if m:
             _set(doc, "negotiation_failed", "unknown", addr=m.group(1), port=m.group(2))
             return
-        m = _SESSION.search(msg)
-        if m:
-            _set(doc, f"session_{m.group(1)}", "success", user=m.group(2))
+        if _session(doc, msg):
             return
         if msg.startswith("Server listening on"):
             _set(doc, "listening", "unknown")
             return
         _set(doc, "other", "unknown")
+
+
+def _session(doc: dict, msg: str) -> bool:
+    """A PAM session line (sshd, sudo and su all write them): set its action, say whether it was one."""
+    m = _SESSION.search(msg)
+    if m:
+        _set(doc, f"session_{m.group(1)}", "success", user=m.group(2))
+    return m is not None
 
 
 def _set(doc: dict, action: str, outcome: str, user: str | None = None, addr: str | None = None,

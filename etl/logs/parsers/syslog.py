@@ -15,7 +15,7 @@ import datetime as dt
 import re
 from typing import NamedTuple
 
-from etl.logs.parsers.base import (MONTHS, UTC, LineError, ParseContext, fraction_micro, iso_utc,
+from etl.logs.parsers.base import (MONTHS, UTC, LineError, ParseContext, fixed_zone, fraction_micro, iso_utc,
                                    local_time)
 
 _BSD = re.compile(r"(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) {1,2}(\d{1,2}) (\d\d:\d\d:\d\d)(?:\.(\d+))? +")
@@ -62,11 +62,7 @@ def parse_timestamp(line: str, ctx: ParseContext) -> tuple[str, int] | None:
 
 
 def _zone(text: str) -> dt.timezone:
-    if text == "Z":
-        return UTC
-    sign = -1 if text[0] == "-" else 1
-    digits = text[1:].replace(":", "")
-    return dt.timezone(sign * dt.timedelta(hours=int(digits[:2]), minutes=int(digits[2:4])))
+    return UTC if text == "Z" else fixed_zone(text.replace(":", ""))
 
 
 def parse_header(line: str, ctx: ParseContext) -> SyslogHeader:
@@ -107,3 +103,20 @@ def _is_program(m: re.Match) -> bool:
 def _with_program(stamp: str, host: str | None, m: re.Match, text: str, rest: str) -> SyslogHeader:
     token, pid = m.group(1), m.group(2)
     return SyslogHeader(stamp, host, token.strip("[]"), int(pid) if pid else None, text[m.end():], rest)
+
+
+def put_header_fields(doc: dict, h: SyslogHeader) -> dict:
+    """host.name, process.name and process.pid of the header, where the line has them."""
+    if h.host:
+        doc["host.name"] = h.host
+    if h.program:
+        doc["process.name"] = h.program
+    if h.pid is not None:
+        doc["process.pid"] = h.pid
+    return doc
+
+
+def header_doc(line: str, ctx: ParseContext) -> tuple[dict, SyslogHeader]:
+    """The document a syslog line starts as (@timestamp, then the header fields) and its header."""
+    h = parse_header(line, ctx)
+    return put_header_fields({"@timestamp": h.timestamp}, h), h

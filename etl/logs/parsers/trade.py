@@ -6,30 +6,17 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from etl.logs.parsers.base import LineError, ParseContext, iso_utc
+from etl.logs.parsers.base import LineError, LineParser, fixed_zone, iso_utc
 
 _LINE = re.compile(
     r"^(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) ([+-]\d{4}) (\S+) REQ "
     r"type=(NEW_ORDER|CANCEL|QUERY|QUOTE) order_id=(\S+) branch=(\S+) channel=(APP|PC|API|COUNTER) "
     r"account=(\S+) latency_us=(\d+) result=(OK|REJECT|TIMEOUT) code=(\d+)$")
 _OUTCOME = {"OK": "success", "REJECT": "failure", "TIMEOUT": "failure"}
-_ZONES: dict[str, dt.timezone] = {}
 
 
-def _zone(text: str) -> dt.timezone:
-    zone = _ZONES.get(text)
-    if zone is None:
-        sign = -1 if text[0] == "-" else 1
-        zone = _ZONES[text] = dt.timezone(sign * dt.timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
-    return zone
-
-
-class TradeParser:
+class TradeParser(LineParser):
     dataset = "trade.gateway"
-    needs_year = False
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line or line.startswith("#"):
@@ -40,7 +27,7 @@ class TradeParser:
         (y, mo, d, hh, mi, ss, us, zone, gateway, kind, order_id, branch, channel, account, latency, result,
          code) = m.groups()
         try:
-            moment = dt.datetime(int(y), int(mo), int(d), int(hh), int(mi), int(ss), int(us), tzinfo=_zone(zone))
+            moment = dt.datetime(int(y), int(mo), int(d), int(hh), int(mi), int(ss), int(us), tzinfo=fixed_zone(zone))
         except ValueError as exc:
             raise LineError(f"invalid date: {exc}") from None
         return {

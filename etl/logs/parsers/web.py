@@ -14,8 +14,8 @@ from __future__ import annotations
 import datetime as dt
 import re
 
-from etl.logs.parsers.base import (MONTHS, LineError, ParseContext, fraction_micro, iso_utc, local_time,
-                                   put_address, put_port, split_host_port)
+from etl.logs.parsers.base import (MONTHS, LineError, LineParser, ParseContext, fixed_zone, fraction_micro,
+                                   iso_utc, local_time, put_address, put_port, split_host_port)
 from etl.logs.parsers.syslog import parse_header
 
 # The request is taken lazily up to `" status size`: attack payloads put unescaped quotes in it.
@@ -23,7 +23,6 @@ _ACCESS = re.compile(
     r'^(\S+) (\S+) (.+?) \[(\d{2})/(\w{3})/(\d{4}):(\d{2}:\d{2}:\d{2})(?:\.(\d+))? ([+-]\d{4})\] '
     r'"(.*?)" (\d{3}|-) (\d+|-)(?: "((?:[^"\\]|\\.)*)" "((?:[^"\\]|\\.)*)")?(?: .*)?$')
 _REQUEST = re.compile(r"^([A-Za-z][A-Za-z_-]*) (\S+)(?: (HTTP/[\d.]+))?$")
-_ZONES: dict[str, dt.timezone] = {}
 
 _APACHE_ERR = re.compile(
     r"^\[\w{3} (\w{3}) (\d{2}) (\d{2}:\d{2}:\d{2})(?:\.(\d+))? (\d{4})\] (.*)$")
@@ -64,15 +63,6 @@ _NGINX_RULES = [
 ]
 
 
-def _zone(text: str) -> dt.timezone:
-    zone = _ZONES.get(text)
-    if zone is None:
-        sign = -1 if text[0] == "-" else 1
-        zone = dt.timezone(sign * dt.timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
-        _ZONES[text] = zone
-    return zone
-
-
 def parse_access(line: str, dataset: str) -> dict:
     m = _ACCESS.match(line)
     if m is None:
@@ -83,7 +73,7 @@ def parse_access(line: str, dataset: str) -> dict:
         raise LineError(f"unknown month {mon!r}")
     try:
         moment = dt.datetime(int(year), month, int(day), int(hms[:2]), int(hms[3:5]), int(hms[6:8]),
-                             fraction_micro(frac), tzinfo=_zone(zone))
+                             fraction_micro(frac), tzinfo=fixed_zone(zone))
     except ValueError as exc:
         raise LineError(f"invalid date: {exc}") from None
     doc: dict = {"@timestamp": iso_utc(moment), "event.action": "request"}
@@ -205,12 +195,8 @@ def parse_nginx_error(line: str, ctx: ParseContext) -> dict | None:
     return doc
 
 
-class ApacheParser:
+class ApacheParser(LineParser):
     dataset = "apache.access"
-    needs_year = False
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
@@ -224,12 +210,8 @@ class ApacheParser:
 _APACHE_SYSLOG = re.compile(r"^\w{3} +\d{1,2} \d\d:\d\d:\d\d \S+ [\w/.-]+(?:\[\d+\])?: \[")
 
 
-class NginxParser:
+class NginxParser(LineParser):
     dataset = "nginx.access"
-    needs_year = False
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
@@ -240,12 +222,8 @@ class NginxParser:
         return parse_access(line, "")
 
 
-class TomcatParser:
+class TomcatParser(LineParser):
     dataset = "tomcat.access"
-    needs_year = False
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():

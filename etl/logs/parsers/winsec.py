@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-from etl.logs.parsers.base import LineError, ParseContext, iso_utc, put_address, put_port
+from etl.logs.parsers.base import LineError, LineParser, iso_utc, put_address, put_port
 
 _ACTIONS = {
     4624: ("logged_in", "success"),
@@ -52,12 +52,8 @@ def _status_key(value: str) -> str:
     return value
 
 
-class WinsecParser:
+class WinsecParser(LineParser):
     dataset = "windows.security"
-    needs_year = False
-
-    def __init__(self, ctx: ParseContext):
-        self.ctx = ctx
 
     def parse(self, line: str) -> dict | None:
         if not line.strip():
