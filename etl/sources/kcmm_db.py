@@ -15,10 +15,10 @@ import numpy as np
 import pyarrow as pa
 
 from etl.config import Settings
-from etl.errors import SourceError
 from etl.schema import NUMERIC_TYPES
 from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, ItemMeta, bucket_starts, build_points, rebatch
 from etl.sources.kcmm_mapping import KcmmMapping, local_to_utc
+from etl.sources.sql import SqlSource
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 _MARGIN = dt.timedelta(hours=3)
 
 
-class KcmmDbSource:
+class KcmmDbSource(SqlSource):
     name = "kcmm"
     mode = "db"
+    db_label = "KCMM DB"
 
     def __init__(self, settings: Settings, hosts: list[str] | None = None, max_batch_rows: int = MAX_BATCH_ROWS,
                  mapping: KcmmMapping | str | None = None, timezone: str | None = None, db_url: str | None = None,
@@ -38,38 +39,9 @@ class KcmmDbSource:
         self.hosts = list(hosts) if hosts else None
         self.max_batch_rows = max_batch_rows
         self._url = db_url or settings.kcmm_db_url.reveal()
-        self._engine = None
         self._items: dict[tuple[int, int], ItemMeta] | None = None
 
     # -- connection ---------------------------------------------------------------------------
-    @property
-    def engine(self):
-        if self._engine is None:
-            from sqlalchemy import create_engine
-
-            self._engine = create_engine(self._url, pool_pre_ping=True)
-        return self._engine
-
-    def _where(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self._url)
-        return f"{url.host}:{url.port}/{url.database} as {url.username}"
-
-    def _fail(self, what: str, exc: Exception) -> SourceError:
-        return SourceError(f"KCMM DB {self._where()}: {what}: {str(getattr(exc, 'orig', exc)).strip()[:300]}")
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-    def __enter__(self) -> "KcmmDbSource":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
     def _q(self, name: str) -> str:
         return self.engine.dialect.identifier_preparer.quote(name)
 

@@ -15,17 +15,16 @@ import logging
 import math
 import socket
 import time
-from collections import defaultdict
 from typing import Iterator, Sequence
 from urllib.error import HTTPError, URLError
 
 from etl.config import Settings
-from etl.errors import ConfigError, SourceError
+from etl.errors import SourceError
 from etl.schema import NUMERIC_TYPES
-from etl.sources.base import HOURLY, MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_starts, rebatch
-from etl.sources.zabbix_common import (Span, TooBig, fetch_under_budget, history_batch, history_cutoff,
-                                       plan_spans, trend_batch)
+from etl.sources.base import HOURLY, MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_start, bucket_starts, rebatch
+from etl.sources.zabbix_common import Span, TooBig, chunks, fetch_under_budget, history_batch, plan_spans, trend_batch
 from etl.sources.zabbix_meta import Retention, catalog_from_api, host_groups_selector
+from etl.sources.zabbix_source import ZabbixSource
 
 log = logging.getLogger(__name__)
 # zabbix_utils logs whole request bodies (with the auth token) at DEBUG: keep it out of our logs.
@@ -36,33 +35,19 @@ DEFAULT_ITEM_BATCH = 500
 _HOST_BATCH = 200
 
 
-def _chunks(seq: Sequence, size: int) -> Iterator[list]:
-    for i in range(0, len(seq), size):
-        yield list(seq[i:i + size])
-
-
-class ZabbixApiSource:
-    name = "zabbix"
+class ZabbixApiSource(ZabbixSource):
     mode = "api"
 
     def __init__(self, settings: Settings, hosts: list[str] | None = None, itemids: list[int] | None = None,
                  max_batch_rows: int = MAX_BATCH_ROWS, row_budget: int = DEFAULT_ROW_BUDGET,
                  item_batch: int = DEFAULT_ITEM_BATCH, use_trends: str = "auto", timeout: int = 120,
                  api=None, now: dt.datetime | None = None):
-        if use_trends not in ("auto", "never", "only"):
-            raise ConfigError(f"use_trends={use_trends!r}: expected auto, never or only")
-        self.settings = settings
-        self.hosts = list(hosts) if hosts else None
-        self.itemids = [int(i) for i in itemids] if itemids else None
-        self.max_batch_rows = max_batch_rows
+        super().__init__(settings, hosts, itemids, max_batch_rows, use_trends, now)
         self.row_budget = row_budget
         self.item_batch = item_batch
-        self.use_trends = use_trends
         self.timeout = timeout
         self._api = api
         self._owns_session = False
-        self._now = now
-        self._catalog: tuple[ItemCatalog, dict[int, Retention]] | None = None
         self.requests = 0  # API calls made, for logs and tests
         # re-plans: "over_budget" (count or result above the budget), "too_big" (HTTP 500 / timeout)
         self.stats: dict[str, int] = {"over_budget": 0, "too_big": 0}
@@ -138,11 +123,6 @@ class ZabbixApiSource:
             raise SourceError(f"zabbix API {self.settings.zabbix_url} unreachable during {method}: {exc}") from None
 
     # -- metadata -----------------------------------------------------------------------------
-    def catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
-        if self._catalog is None:
-            self._catalog = self._load_catalog()
-        return self._catalog
-
     def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
         selector, groups_key = host_groups_selector(self.version)
         host_params = {"output": ["hostid", "host", "name"], "selectTags": ["tag", "value"],
@@ -153,7 +133,7 @@ class ZabbixApiSource:
         item_output = ["itemid", "hostid", "key_", "name", "units", "value_type", "history", "trends"]
         items = []
         hostids = [h["hostid"] for h in hosts]
-        for chunk in _chunks(hostids, _HOST_BATCH):
+        for chunk in chunks(hostids, _HOST_BATCH):
             params = {"output": item_output, "hostids": chunk, "selectTags": ["tag", "value"], "webitems": True}
             if self.itemids:
                 params["itemids"] = self.itemids
@@ -173,19 +153,6 @@ class ZabbixApiSource:
         return catalog, retention
 
     # -- planning -----------------------------------------------------------------------------
-    def _now_s(self) -> int:
-        return int((self._now or dt.datetime.now(dt.timezone.utc)).timestamp())
-
-    def _groups(self) -> dict[tuple[int, int | None], list[int]]:
-        """Items grouped by (value_type, history cutoff): one plan per group."""
-        catalog, retention = self.catalog()
-        now_s = self._now_s()
-        groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
-        for itemid, meta in catalog.items.items():
-            cutoff = history_cutoff(retention[itemid].history_s, now_s)
-            groups[(meta.value_type, cutoff)].append(itemid)
-        return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)))
-
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:
         for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
@@ -193,7 +160,7 @@ class ZabbixApiSource:
                 if resolution == HOURLY:  # one row per item-hour: size item batches to the budget
                     hours = max(1, math.ceil(span.seconds / 3600))
                     per_call = max(1, min(self.item_batch, self.row_budget // hours))
-                for chunk in _chunks(sorted(ids), per_call):
+                for chunk in chunks(sorted(ids), per_call):
                     yield value_type, resolution, span, chunk
 
     # -- requests -----------------------------------------------------------------------------
@@ -239,10 +206,7 @@ class ZabbixApiSource:
         catalog, _ = self.catalog()
         start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
         window_ns = (window.start_ns, window.end_ns)
-
-        def on_bad(record: dict, reason: str) -> None:
-            quarantine.add(record, reason, ref=f"zabbix item {record['itemid']} @ {record['clock']}.{record['ns']}",
-                           stage="extract")
+        on_bad = self._on_bad(quarantine)
 
         def batches():
             for value_type, resolution, span, ids in self._plans(start_s, end_s):
@@ -279,8 +243,7 @@ class ZabbixApiSource:
                 for rows in fetch_under_budget(span, ids, self.row_budget, self._trend_count, self._trend_fetch,
                                                self.stats):
                     for r in rows:
-                        clock = int(r["clock"])
-                        b = dt.datetime.fromtimestamp(clock - clock % step, tz=dt.timezone.utc)
+                        b = bucket_start(int(r["clock"]), bucket)
                         if b in counts:
                             counts[b] += 1
         return counts

@@ -30,6 +30,12 @@ HISTORY_TABLES = {0: "history", 1: "history_str", 2: "history_log", 3: "history_
 TREND_TABLES = {0: "trends", 3: "trends_uint"}
 
 
+def chunks(seq: Sequence, size: int) -> Iterator[list]:
+    """Consecutive lists of at most `size` elements (item ids per request or query)."""
+    for i in range(0, len(seq), size):
+        yield list(seq[i:i + size])
+
+
 def parse_period(text: str | None) -> int | None:
     """Zabbix storage period ("90d", "1w", "3600", "0") in seconds; None when it cannot be known
     here (a user macro such as {$HISTORY}), which callers treat as "history is kept"."""

@@ -11,19 +11,18 @@ import logging
 import math
 import os
 import threading
-from collections import defaultdict
-from typing import Iterator, Sequence
+from typing import Iterator
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from etl.config import Settings
-from etl.errors import ConfigError, SourceError
 from etl.schema import NUMERIC_TYPES, UINT
 from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_starts, rebatch
-from etl.sources.zabbix_common import (HISTORY_TABLES, TREND_TABLES, Span, history_batch, history_cutoff,
-                                       plan_spans, trend_batch)
+from etl.sources.sql import SqlSource
+from etl.sources.zabbix_common import HISTORY_TABLES, TREND_TABLES, Span, chunks, history_batch, plan_spans, trend_batch
 from etl.sources.zabbix_meta import Retention, catalog_from_db
+from etl.sources.zabbix_source import ZabbixSource
 
 log = logging.getLogger(__name__)
 
@@ -42,72 +41,27 @@ def psycopg2_errors() -> tuple[type[BaseException], ...]:
 _ITEMS_WHERE = "h.status IN (0, 1) AND h.flags IN (0, 4) AND i.flags IN (0, 4) AND i.value_type IN (0, 1, 2, 3, 4)"
 
 
-def _chunks(seq: Sequence, size: int) -> Iterator[list]:
-    for i in range(0, len(seq), size):
-        yield list(seq[i:i + size])
-
-
-class ZabbixDbSource:
-    name = "zabbix"
+class ZabbixDbSource(SqlSource, ZabbixSource):
     mode = "db"
+    db_label = "Zabbix DB"
 
     def __init__(self, settings: Settings, hosts: list[str] | None = None, itemids: list[int] | None = None,
                  max_batch_rows: int = MAX_BATCH_ROWS, use_trends: str = "auto", db_url: str | None = None,
                  now: dt.datetime | None = None, fast_copy: bool = True, **_ignored):
-        if use_trends not in ("auto", "never", "only"):
-            raise ConfigError(f"use_trends={use_trends!r}: expected auto, never or only")
-        self.settings = settings
-        self.hosts = list(hosts) if hosts else None
-        self.itemids = [int(i) for i in itemids] if itemids else None
-        self.max_batch_rows = max_batch_rows
-        self.use_trends = use_trends
+        super().__init__(settings, hosts, itemids, max_batch_rows, use_trends, now)
         self._url = db_url or settings.zabbix_db_url.reveal()
-        self._now = now
         self.fast_copy = fast_copy
-        self._engine = None
-        self._catalog: tuple[ItemCatalog, dict[int, Retention]] | None = None
 
     # -- connection ---------------------------------------------------------------------------
-    @property
-    def engine(self):
-        if self._engine is None:
-            from sqlalchemy import create_engine
-
-            self._engine = create_engine(self._url, pool_pre_ping=True)
-        return self._engine
-
-    def _where(self) -> str:
-        from sqlalchemy.engine import make_url
-
-        url = make_url(self._url)
-        return f"{url.host}:{url.port}/{url.database} as {url.username}"
-
     def _connect(self):
         from sqlalchemy.exc import SQLAlchemyError
 
         try:
             return self.engine.connect().execution_options(postgresql_readonly=True)
         except SQLAlchemyError as exc:
-            raise SourceError(f"Zabbix DB {self._where()}: cannot connect: "
-                              f"{str(getattr(exc, 'orig', exc)).strip()[:300]}") from None
-
-    def close(self) -> None:
-        if self._engine is not None:
-            self._engine.dispose()
-            self._engine = None
-
-    def __enter__(self) -> "ZabbixDbSource":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
+            raise self._fail("cannot connect", exc) from None
 
     # -- metadata -----------------------------------------------------------------------------
-    def catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
-        if self._catalog is None:
-            self._catalog = self._load_catalog()
-        return self._catalog
-
     def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
         """Items, groups and tags with one shared filter (joins, not id lists: a full catalog has
         hundreds of thousands of items). Expanding IN keeps it portable to MySQL-backed Zabbix."""
@@ -159,18 +113,10 @@ class ZabbixDbSource:
                 row.hk_trends if int(row.hk_trends_global) == 1 else None)
 
     # -- planning (same rules as the API mode) --------------------------------------------------
-    def _now_s(self) -> int:
-        return int((self._now or dt.datetime.now(dt.timezone.utc)).timestamp())
-
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:
-        catalog, retention = self.catalog()
-        now_s = self._now_s()
-        groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
-        for itemid, meta in catalog.items.items():
-            groups[(meta.value_type, history_cutoff(retention[itemid].history_s, now_s))].append(itemid)
-        for (value_type, cutoff), ids in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)):
+        for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
-                for chunk in _chunks(sorted(ids), ITEMS_PER_QUERY):
+                for chunk in chunks(sorted(ids), ITEMS_PER_QUERY):
                     yield value_type, resolution, span, chunk
 
     @staticmethod
@@ -254,10 +200,7 @@ class ZabbixDbSource:
         catalog, _ = self.catalog()
         start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
         window_ns = (window.start_ns, window.end_ns)
-
-        def on_bad(record: dict, reason: str) -> None:
-            quarantine.add(record, reason, ref=f"zabbix item {record['itemid']} @ {record['clock']}.{record['ns']}",
-                           stage="extract")
+        on_bad = self._on_bad(quarantine)
 
         def batches():
             with self._connect() as conn:
@@ -275,8 +218,7 @@ class ZabbixDbSource:
         try:
             yield from rebatch(batches(), self.max_batch_rows)
         except (SQLAlchemyError, *psycopg2_errors()) as exc:
-            raise SourceError(f"Zabbix DB {self._where()}: reading {window} failed: "
-                              f"{str(getattr(exc, 'orig', exc)).strip()[:300]}") from None
+            raise self._fail(f"reading {window} failed", exc) from None
 
     def count(self, window, bucket: dt.timedelta) -> dict[dt.datetime, int]:
         from sqlalchemy import text

@@ -1,0 +1,59 @@
+"""What the two Zabbix modes (API, DB) keep alike: the options they are made with, the clock that
+decides history vs trends, the catalog (read once per source object), the items grouped for
+planning, and how a bad value is quarantined."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import defaultdict
+from typing import Callable
+
+from etl.config import Settings
+from etl.errors import ConfigError
+from etl.sources.base import ItemCatalog
+from etl.sources.zabbix_common import history_cutoff
+from etl.sources.zabbix_meta import Retention
+
+
+class ZabbixSource:
+    name = "zabbix"
+
+    def __init__(self, settings: Settings, hosts: list[str] | None, itemids: list[int] | None, max_batch_rows: int,
+                 use_trends: str, now: dt.datetime | None):
+        if use_trends not in ("auto", "never", "only"):
+            raise ConfigError(f"use_trends={use_trends!r}: expected auto, never or only")
+        self.settings = settings
+        self.hosts = list(hosts) if hosts else None
+        self.itemids = [int(i) for i in itemids] if itemids else None
+        self.max_batch_rows = max_batch_rows
+        self.use_trends = use_trends
+        self._now = now
+        self._catalog: tuple[ItemCatalog, dict[int, Retention]] | None = None
+
+    def catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
+        if self._catalog is None:
+            self._catalog = self._load_catalog()
+        return self._catalog
+
+    def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
+        raise NotImplementedError
+
+    def _now_s(self) -> int:
+        return int((self._now or dt.datetime.now(dt.timezone.utc)).timestamp())
+
+    def _groups(self) -> dict[tuple[int, int | None], list[int]]:
+        """Items grouped by (value_type, history cutoff): one plan per group."""
+        catalog, retention = self.catalog()
+        now_s = self._now_s()
+        groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
+        for itemid, meta in catalog.items.items():
+            cutoff = history_cutoff(retention[itemid].history_s, now_s)
+            groups[(meta.value_type, cutoff)].append(itemid)
+        return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)))
+
+    @staticmethod
+    def _on_bad(quarantine) -> Callable[[dict, str], None]:
+        def on_bad(record: dict, reason: str) -> None:
+            quarantine.add(record, reason, ref=f"zabbix item {record['itemid']} @ {record['clock']}.{record['ns']}",
+                           stage="extract")
+        return on_bad
