@@ -204,7 +204,7 @@ class ZabbixApiSource(ZabbixSource):
     # -- PointSource --------------------------------------------------------------------------
     def extract(self, window, run_id: str, quarantine) -> Iterator:
         catalog, _ = self.catalog()
-        start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
+        start_s, end_s = self._seconds(window)
         window_ns = (window.start_ns, window.end_ns)
         on_bad = self._on_bad(quarantine)
 
@@ -228,7 +228,7 @@ class ZabbixApiSource(ZabbixSource):
         starts = bucket_starts(window, bucket)
         counts = {s: 0 for s in starts}
         step = int(bucket.total_seconds())
-        start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
+        start_s, end_s = self._seconds(window)
         for value_type, resolution, span, ids in self._plans(start_s, end_s):
             if resolution == RAW:
                 count = self._history_count(value_type)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-import math
 import os
 import threading
 from typing import Iterator
@@ -198,7 +197,7 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
         from sqlalchemy.exc import SQLAlchemyError
 
         catalog, _ = self.catalog()
-        start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
+        start_s, end_s = self._seconds(window)
         window_ns = (window.start_ns, window.end_ns)
         on_bad = self._on_bad(quarantine)
 
@@ -226,7 +225,7 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
         starts = bucket_starts(window, bucket)
         counts = {s: 0 for s in starts}
         step = int(bucket.total_seconds())
-        start_s, end_s = window.start_s, math.ceil(window.end.timestamp())
+        start_s, end_s = self._seconds(window)
         with self._connect() as conn:
             for value_type, resolution, span, ids in self._plans(start_s, end_s):
                 table = HISTORY_TABLES[value_type] if resolution == RAW else TREND_TABLES[value_type]

@@ -5,6 +5,7 @@ planning, and how a bad value is quarantined."""
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections import defaultdict
 from typing import Callable
 
@@ -37,6 +38,11 @@ class ZabbixSource:
 
     def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
         raise NotImplementedError
+
+    @staticmethod
+    def _seconds(window) -> tuple[int, int]:
+        """The window as whole epoch seconds [start_s, end_s): plans and spans are in seconds."""
+        return window.start_s, math.ceil(window.end.timestamp())
 
     def _now_s(self) -> int:
         return int((self._now or dt.datetime.now(dt.timezone.utc)).timestamp())
