@@ -16,8 +16,8 @@ import urllib.request
 from pathlib import Path
 
 from etl.errors import ServiceError
-from etl.services.base import Service
-from etl.services.support import exclusive, up_once
+from etl.services.base import Service, exclusive
+from etl.services.support import up_once
 
 REPO = Path(__file__).resolve().parents[2]
 # Components whose health the api-server reports; all must be healthy for DAG runs to happen.

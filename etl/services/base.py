@@ -5,6 +5,8 @@ a healthy instance is reused; `down` leaves nothing running that `up` started.""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import signal
 import socket
@@ -40,6 +42,20 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log_file: P
         tail = "\n--- last lines of " + str(log_file) + " ---\n" + "\n".join(
             log_file.read_text(errors="replace").splitlines()[-30:])
     raise ServiceError(f"{what} not healthy after {timeout:.0f}s{tail}")
+
+
+@contextlib.contextmanager
+def exclusive(lock_path: Path):
+    """Serialise install/start across processes: parallel test sessions call ensure() at the same
+    time, and two starters would fight over one port and one data directory (or initdb one
+    directory, or load a schema twice)."""
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def pid_alive(pid: int) -> bool:
@@ -98,6 +114,17 @@ class Service:
         self.install()
         self.start()
         wait_until(self.healthy, self.start_timeout, f"service {self.name}", self.log_file)
+
+    def up_locked(self, lock_path: Path, bring_up: Callable[[], None]) -> None:
+        """up() for a service parallel processes may start at once: nothing when healthy, else
+        bring_up() under the lock, unless another process finished while this one waited for it."""
+        if self.healthy():
+            return
+        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        with exclusive(lock_path):
+            if self.healthy():  # another process finished while we waited for the lock
+                return
+            bring_up()
 
     def spawn(self, argv: list[str], env: dict | None = None, cwd: Path | None = None,
               user: str | None = None) -> int:

@@ -18,9 +18,9 @@ import urllib.request
 from pathlib import Path
 
 from etl.errors import ServiceError
-from etl.services.base import Service
-from etl.services.support import (as_user, exclusive, give_to, let_read, maven_fetch, service_user,
-                                  unzip_keep_modes, up_once)
+from etl.services.base import Service, exclusive
+from etl.services.support import (as_user, give_to, let_read, maven_fetch, service_user, unzip_keep_modes,
+                                  up_once)
 
 VERSION = "8.19.21"
 ARTIFACT = f"org.elasticsearch.distribution.integ-test-zip:elasticsearch:{VERSION}:zip"

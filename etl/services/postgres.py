@@ -6,8 +6,6 @@ service directories are made traversable (not readable) for it."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import gzip
 import os
 import pwd
@@ -28,19 +26,6 @@ OS_USER = "postgres"
 # (role, password, database it owns or None). Local stack only; real deployments bring their own.
 ROLES = (("zabbix", "zabbix", "zabbix"), ("kcmm", "kcmm", "kcmm"), ("monetl_ro", "monetl_ro", None))
 READ_ONLY_ROLE = "monetl_ro"
-
-
-@contextlib.contextmanager
-def exclusive(lock_path: Path):
-    """Serialise start-up across processes: parallel test sessions call ensure() at the same time,
-    and two starters would both initdb one directory or load the schema twice."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def grant_traverse(path: Path) -> None:
@@ -249,16 +234,13 @@ class Postgres(Service):
             conn.close()
 
     def up(self) -> None:
-        if self.healthy():
-            return
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        with exclusive(self.lock_file):
-            if self.healthy():  # another process finished while we waited for the lock
-                return
-            self.install()
-            self._prepare_dirs()
-            if not self.server_ready():
-                self.start()
-            wait_until(self.server_ready, self.start_timeout, "service postgres", self.log_file)
-            self._provision()
-            wait_until(self.healthy, 30, "service postgres", self.log_file)
+        self.up_locked(self.lock_file, self._bring_up)
+
+    def _bring_up(self) -> None:
+        self.install()
+        self._prepare_dirs()
+        if not self.server_ready():
+            self.start()
+        wait_until(self.server_ready, self.start_timeout, "service postgres", self.log_file)
+        self._provision()
+        wait_until(self.healthy, 30, "service postgres", self.log_file)

@@ -3,8 +3,6 @@ Maven downloads, zip unpacking, and a non-root account for servers that refuse r
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import pwd
 import shutil
@@ -14,22 +12,9 @@ import zipfile
 from pathlib import Path
 
 from etl.errors import ServiceError
-from etl.services.base import Service, pid_alive, wait_until
+from etl.services.base import Service, exclusive, pid_alive, wait_until
 
 SERVICE_USER = "monetl"
-
-
-@contextlib.contextmanager
-def exclusive(lock_path: Path):
-    """Serialise install/start across processes: parallel test sessions call ensure() at once,
-    and two starters would fight over one port and one data directory."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 def maven_fetch(artifact: str, dest_dir: Path, timeout: float = 900) -> Path:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from etl.errors import ServiceError
 from etl.services.base import Service, pid_alive, port_open, wait_until
-from etl.services.postgres import apt_install, chown_to, exclusive, grant_traverse, missing_packages
+from etl.services.postgres import apt_install, chown_to, grant_traverse, missing_packages
 
 ZABBIX_SERVER_BIN = "/usr/sbin/zabbix_server"
 FRONTEND_DIR = Path("/usr/share/zabbix")
@@ -200,13 +200,10 @@ class Zabbix(Service):
         return True
 
     def up(self) -> None:
-        if self.healthy():
-            return
-        self.settings.run_dir.mkdir(parents=True, exist_ok=True)
-        with exclusive(self.lock_file):
-            if self.healthy():  # another process finished while we waited for the lock
-                return
-            self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
-            self.install()
-            self.start()
-            wait_until(self.healthy, self.start_timeout, "service zabbix", self.log_file)
+        self.up_locked(self.lock_file, self._bring_up)
+
+    def _bring_up(self) -> None:
+        self.settings.logs_dir.mkdir(parents=True, exist_ok=True)
+        self.install()
+        self.start()
+        wait_until(self.healthy, self.start_timeout, "service zabbix", self.log_file)
