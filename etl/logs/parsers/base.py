@@ -138,6 +138,13 @@ def put_port(doc: dict, value: str | None, prefix: str = "source") -> None:
             doc[f"{prefix}.port"] = port
 
 
+def put_host_port(doc: dict, text: str, prefix: str = "source") -> None:
+    """source.ip/domain and source.port of an `address[:port]` text (see split_host_port)."""
+    addr, port = split_host_port(text)
+    put_address(doc, addr, prefix)
+    put_port(doc, port, prefix)
+
+
 def split_host_port(text: str) -> tuple[str, str | None]:
     """'1.2.3.4:80', '[2001:db8::1]:80', '2001:db8::1' or '1.2.3.4' -> (address, port or None)."""
     if text.startswith("["):

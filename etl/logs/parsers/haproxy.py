@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from etl.logs.parsers.base import MONTHS, LineError, LineParser, iso_utc, local_time, put_address, put_port, split_host_port
+from etl.logs.parsers.base import MONTHS, LineError, LineParser, iso_utc, local_time, put_host_port
 from etl.logs.parsers.syslog import parse_header, put_header_fields
 
 _HTTP = re.compile(
@@ -37,9 +37,7 @@ class HaproxyParser(LineParser):
         if m:
             client, day, mon, year, hms, ms, frontend, bind, msg = m.groups()
             doc["@timestamp"] = self._accept(day, mon, year, hms, ms)
-            addr, port = split_host_port(client)
-            put_address(doc, addr)
-            put_port(doc, port)
+            put_host_port(doc, client)
             doc["haproxy.frontend_name"] = frontend
             doc["haproxy.bind_name"] = bind
             doc["error.message"] = msg
@@ -60,9 +58,7 @@ class HaproxyParser(LineParser):
         (client, day, mon, year, hms, ms, frontend, backend, server, tq, tw, tc, tr, tt, status, size,
          term, actconn, feconn, beconn, srvconn, retries, srvq, bkq, reqh, resh, request) = m.groups()
         doc["@timestamp"] = self._accept(day, mon, year, hms, ms)
-        addr, port = split_host_port(client)
-        put_address(doc, addr)
-        put_port(doc, port)
+        put_host_port(doc, client)
         doc["event.action"] = "request"
         doc["haproxy.frontend_name"] = frontend.rstrip("~")
         doc["haproxy.backend_name"] = backend

@@ -15,7 +15,7 @@ import datetime as dt
 import re
 
 from etl.logs.parsers.base import (MONTHS, LineError, LineParser, ParseContext, fixed_zone, fraction_micro,
-                                   iso_utc, local_time, put_address, put_port, split_host_port)
+                                   iso_utc, local_time, put_address, put_host_port)
 from etl.logs.parsers.syslog import parse_header
 
 # The request is taken lazily up to `" status size`: attack payloads put unescaped quotes in it.
@@ -137,9 +137,7 @@ def parse_apache_error(line: str, ctx: ParseContext) -> dict:
         doc["process.pid"] = int(pid)
     if code:
         doc["error.code"] = code
-    addr, port = split_host_port(client)
-    put_address(doc, addr)
-    put_port(doc, port)
+    put_host_port(doc, client)
     doc["error.message"] = msg
     for rule, action, outcome in _APACHE_RULES:
         r = rule.search(msg)
