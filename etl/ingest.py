@@ -510,14 +510,17 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
 # --- demo -----------------------------------------------------------------------------------------
 
 def run_demo(settings: Settings) -> list[str]:
-    """Ingest the seeded fleet's recent 6 hours: Zabbix DB mode (the bulk path) up to the last hour,
-    API mode for the last hour, KCMM from its database for the 6 hours and from its CSV inbox for the
-    last hour, when those sources are available. Idempotent (ids): a second demo overwrites the same
-    documents. (The DAGs then keep it current every 5 minutes; `monetl backfill` fills older days.)"""
+    """Ingest the seeded fleet from the start of yesterday (UTC): Zabbix DB mode (the bulk path) up to
+    the last hour, API mode for the last hour, KCMM from its database for the whole span and from its
+    CSV inbox for the last hour, when those sources are available. Yesterday is taken whole so that
+    the lake stage compacts a complete day (a partial one would show as missing data in the
+    reports). Idempotent (ids): a second demo overwrites the same documents. (The DAGs then keep it
+    current every 5 minutes; `monetl backfill` fills older days.)"""
     now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
     now -= dt.timedelta(minutes=now.minute % 5)
     last_hour = Window(now - dt.timedelta(hours=1), now)
-    day = Window(now - dt.timedelta(hours=6), last_hour.start)
+    yesterday = dt.datetime.combine(now.date() - dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    day = Window(yesterday, last_hour.start)
     lines = []
     for source, mode, window in (("zabbix", "db", day), ("zabbix", "api", last_hour),
                                  ("kcmm", "db", Window(day.start, now)), ("kcmm", "csv", last_hour)):

@@ -12,7 +12,7 @@ def register(sub) -> None:
     p.add_argument("--prefix", default="", help="prefix for host names, to keep a test fleet apart")
     p.add_argument("--fleet", help="fleet definition JSON (default schemas/seed_fleet.json)")
     p.add_argument("--kcmm", action="store_true",
-                   help="also seed the KCMM sample: 26 h of 10 desktops in the kcmm DB and one CSV export")
+                   help="also seed the KCMM sample: 10 desktops since yesterday 00:00 UTC in the kcmm DB and one CSV export")
     p.set_defaults(func=run)
 
 

@@ -251,14 +251,16 @@ def write_csv_export(directory: Path | str, start: dt.datetime, end: dt.datetime
 # --- demo ------------------------------------------------------------------------------------------
 
 def run_demo(settings: Settings) -> list[str]:
-    """Seed the KCMM sample: the last 26 h of 10 trading desktops in the `kcmm` database (idempotent:
+    """Seed the KCMM sample: 10 trading desktops from the start of yesterday (UTC) in the `kcmm` database (idempotent:
     the range is replaced) and one complete CSV export of the last hour from 3 more desktops in
     settings.kcmm_csv_dir. Then count what each KCMM mode would extract for the last hour."""
     from etl.sources.base import open_source
     from etl.window import Window
 
     now = dt.datetime.now(dt.timezone.utc).replace(second=0, microsecond=0)
-    seeded = seed_db(settings, now - dt.timedelta(hours=26), now, machine_count=10)
+    # From the start of yesterday (UTC), like the demo's ingestion, so the lake gets a whole day.
+    start = dt.datetime.combine(now.date() - dt.timedelta(days=1), dt.time(), tzinfo=dt.timezone.utc)
+    seeded = seed_db(settings, start, now, machine_count=10)
     export = write_csv_export(settings.kcmm_csv_dir, now - dt.timedelta(hours=1), now, machine_count=3,
                               machine_offset=10, bad_rows=3, done_marker=True,
                               name=f"kcmm_export_demo_{now:%Y%m%d_%H%M}.csv")
@@ -266,7 +268,7 @@ def run_demo(settings: Settings) -> list[str]:
     from sqlalchemy.engine import make_url
 
     db = make_url(settings.kcmm_db_url.reveal()).render_as_string(hide_password=True)
-    lines = [f"KCMM DB {db}: {seeded['machines']} desktops, {seeded['samples']} samples over 26 h "
+    lines = [f"KCMM DB {db}: {seeded['machines']} desktops, {seeded['samples']} samples since {start:%Y-%m-%d %H:%M}Z "
              f"({seeded['missing_values']} collector failures without a value)",
              f"KCMM CSV export {export} (3 desktops, last hour, 3 deliberately bad rows)"]
     for mode in ("db", "csv"):
