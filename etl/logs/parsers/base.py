@@ -74,11 +74,15 @@ _ZONES: dict[str, dt.timezone] = {}
 
 def fixed_zone(text: str) -> dt.timezone:
     """The zone of a `+hhmm` / `-hhmm` offset, cached: the few offsets of a file repeat on every
-    line. Raises ValueError for an offset of 24 h or more."""
+    line. An offset of 24 h or more is a LineError, so the quarantine says what is wrong."""
     zone = _ZONES.get(text)
     if zone is None:
         sign = -1 if text[0] == "-" else 1
-        zone = _ZONES[text] = dt.timezone(sign * dt.timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
+        try:
+            zone = dt.timezone(sign * dt.timedelta(hours=int(text[1:3]), minutes=int(text[3:5])))
+        except ValueError:
+            raise LineError(f"impossible time-zone offset {text!r}") from None
+        _ZONES[text] = zone
     return zone
 
 

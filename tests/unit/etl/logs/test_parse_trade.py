@@ -32,6 +32,11 @@ def test_trade_line_fields():
         make_parser("trade", ParseContext.build("t")).parse(LINE.replace("type=NEW_ORDER", "type=BOGUS"))
 
 
+def test_impossible_zone_offset_is_a_line_error_with_the_offset_named():
+    with pytest.raises(LineError, match="impossible time-zone offset '\\+9999'"):
+        make_parser("trade", ParseContext.build("t")).parse(LINE.replace("+0800", "+9999"))
+
+
 def test_generator_is_seeded_labelled_and_parseable(settings, tmp_path):
     a, b, c = tmp_path / "a.log", tmp_path / "b.log", tmp_path / "c.log"
     n = generate_file(a, "2026-11-25", "2026-11-26", seed=5, rate=2.0, gateways=2)
