@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import os
 import shutil
 import tempfile
@@ -20,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from etl.errors import StoreError
+from etl.locks import exclusive
 from etl.extracts import model
 
 try:  # imported lazily by callers through this module only
@@ -56,15 +56,8 @@ def hyper_process() -> Iterator[HyperProcess]:
         yield process
 
 
-@contextlib.contextmanager
-def _lock(path: Path) -> Iterator[None]:
-    lock_path = path.with_name(path.name + ".lock")
-    with open(lock_path, "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+def _lock(path: Path):
+    return exclusive(path.with_name(path.name + ".lock"))
 
 
 class ExtractWriter:

@@ -5,8 +5,6 @@ a healthy instance is reused; `down` leaves nothing running that `up` started.""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import os
 import signal
 import socket
@@ -15,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from etl import locks
 from etl.config import Settings
 from etl.errors import ServiceError
 
@@ -44,18 +43,11 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log_file: P
     raise ServiceError(f"{what} not healthy after {timeout:.0f}s{tail}")
 
 
-@contextlib.contextmanager
 def exclusive(lock_path: Path):
     """Serialise install/start across processes: parallel test sessions call ensure() at the same
     time, and two starters would fight over one port and one data directory (or initdb one
     directory, or load a schema twice)."""
-    lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with open(lock_path, "a") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    return locks.exclusive(lock_path)
 
 
 def pid_alive(pid: int) -> bool:

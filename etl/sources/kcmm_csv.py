@@ -17,10 +17,8 @@ is taken. A file without a required column is quarantined whole (one record) and
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as dt
-import fcntl
 import hashlib
 import io
 import json
@@ -36,6 +34,7 @@ import numpy as np
 import pyarrow as pa
 
 from etl.config import Settings
+from etl.locks import exclusive
 from etl.schema import NUMERIC_TYPES
 from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, ItemMeta, bucket_starts, build_points, rebatch
 from etl.sources.kcmm_mapping import KcmmMapping, local_to_utc
@@ -210,15 +209,8 @@ class CsvInbox:
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True), encoding="utf-8")
         os.replace(tmp, self.state_path)
 
-    @contextlib.contextmanager
     def locked(self):
-        self.state_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(str(self.state_path) + ".lock", "a") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        return exclusive(str(self.state_path) + ".lock")
 
 
 class KcmmCsvSource:
