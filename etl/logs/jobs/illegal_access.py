@@ -92,28 +92,39 @@ def brute_force(es, index: str, window: Window, rules: dict) -> list[Finding]:
     return out
 
 
-def invalid_user_probe(es, index: str, window: Window, rules: dict) -> list[Finding]:
-    rule = rules["invalid_user_probe"]
-    # Windows accounts tried from one source are password_spray; here the Unix/mail services.
-    unix = {d: a for d, a in rules["login_failure_actions"].items() if d != "windows.security"}
-    query = base_query(window, None, actions_filter(unix, "failure", rules["probe_extra_actions"]),
-                       {"exists": {"field": "source.ip"}}, {"exists": {"field": "user.name"}})
+def _many_users_per_source(es, index: str, window: Window, query: dict, rule_name: str, rule: dict,
+                           describe, extra_aggs: dict | None = None) -> list[Finding]:
+    """Sources that failed as at least rule["min_distinct_users"] distinct user names: the one
+    detector behind invalid-user probing and password spraying. `describe(bucket, users)` gives the
+    rule's extra details and its message."""
     aggs = {**_SPAN, "users": {"cardinality": {"field": "user.name"}},
             "sample_users": {"terms": {"field": "user.name", "size": 10}},
-            "targets": {"terms": {"field": "host.name", "size": 3}}, "evidence": evidence_agg()}
+            "targets": {"terms": {"field": "host.name", "size": 3}}, "evidence": evidence_agg(),
+            **(extra_aggs or {})}
     out = []
     for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
         users = b["users"]["value"]
         if users < rule["min_distinct_users"]:
             continue
         first, last = _span(b)
-        out.append(Finding(JOB, "invalid_user_probe", severity_for(rule, users), b["key"]["source"],
-                           _targets(b), users, window,
-                           counts={"distinct_users": users, "failures": b["doc_count"]},
+        details, message = describe(b, users)
+        out.append(Finding(JOB, rule_name, severity_for(rule, users), b["key"]["source"], _targets(b),
+                           users, window, counts={"distinct_users": users, "failures": b["doc_count"]},
                            first_seen=first, last_seen=last, evidence_ids=evidence_ids(b),
-                           details={"users": [u["key"] for u in b["sample_users"]["buckets"]]},
-                           message=f"{users} user names tried from {b['key']['source']}"))
+                           details={"users": [u["key"] for u in b["sample_users"]["buckets"]], **details},
+                           message=message))
     return out
+
+
+def invalid_user_probe(es, index: str, window: Window, rules: dict) -> list[Finding]:
+    rule = rules["invalid_user_probe"]
+    # Windows accounts tried from one source are password_spray; here the Unix/mail services.
+    unix = {d: a for d, a in rules["login_failure_actions"].items() if d != "windows.security"}
+    query = base_query(window, None, actions_filter(unix, "failure", rules["probe_extra_actions"]),
+                       {"exists": {"field": "source.ip"}}, {"exists": {"field": "user.name"}})
+    return _many_users_per_source(
+        es, index, window, query, "invalid_user_probe", rule,
+        lambda b, users: ({}, f"{users} user names tried from {b['key']['source']}"))
 
 
 def success_after_failures(es, index: str, window: Window, rules: dict) -> list[Finding]:
@@ -285,23 +296,11 @@ def password_spray(es, index: str, window: Window, rules: dict) -> list[Finding]
     rule = rules["password_spray"]
     query = base_query(window, ["windows.security"], {"terms": {"event.code": rule["event_codes"]}},
                        {"term": {"event.outcome": "failure"}}, {"exists": {"field": "source.ip"}})
-    aggs = {**_SPAN, "users": {"cardinality": {"field": "user.name"}},
-            "sample_users": {"terms": {"field": "user.name", "size": 10}},
-            "codes": {"terms": {"field": "event.code", "size": 5}},
-            "targets": {"terms": {"field": "host.name", "size": 3}}, "evidence": evidence_agg()}
-    out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
-        users = b["users"]["value"]
-        if users < rule["min_distinct_users"]:
-            continue
-        first, last = _span(b)
-        out.append(Finding(JOB, "password_spray", severity_for(rule, users), b["key"]["source"], _targets(b),
-                           users, window, counts={"distinct_users": users, "failures": b["doc_count"]},
-                           first_seen=first, last_seen=last, evidence_ids=evidence_ids(b),
-                           details={"users": [u["key"] for u in b["sample_users"]["buckets"]],
-                                    "event_codes": {c["key"]: c["doc_count"] for c in b["codes"]["buckets"]}},
-                           message=f"{users} Windows accounts failed from {b['key']['source']}: password spray"))
-    return out
+    return _many_users_per_source(
+        es, index, window, query, "password_spray", rule,
+        lambda b, users: ({"event_codes": {c["key"]: c["doc_count"] for c in b["codes"]["buckets"]}},
+                          f"{users} Windows accounts failed from {b['key']['source']}: password spray"),
+        extra_aggs={"codes": {"terms": {"field": "event.code", "size": 5}}})
 
 
 RULES = [brute_force, invalid_user_probe, success_after_failures, outside_allowlist, privileged_offhours,
