@@ -15,7 +15,31 @@ from airflow.sdk import task
 
 import _monetl
 
-_START = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+DAGS_START_DEFAULT = dt.datetime(2026, 11, 20, tzinfo=dt.timezone.utc)
+
+
+def dags_start() -> dt.datetime:
+    """Where catch-up begins: `MONETL_DAGS_START` (ISO date or datetime, UTC if no offset), read
+    when the DAG file is parsed. A new install sets it to its go-live date, so catch-up never
+    replays intervals from before the system existed.
+
+    A malformed value falls back to the default instead of failing the parse: an import error
+    would take every DAG of the family off the scheduler, which is worse than a wide catch-up."""
+    raw = os.environ.get("MONETL_DAGS_START", "").strip()
+    if not raw:
+        return DAGS_START_DEFAULT
+    try:
+        start = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        print(f"monetl: MONETL_DAGS_START={raw!r} is not an ISO date or datetime; "
+              f"using {DAGS_START_DEFAULT.isoformat()}")
+        return DAGS_START_DEFAULT
+    if start.tzinfo is None:
+        start = start.replace(tzinfo=dt.timezone.utc)
+    return start.astimezone(dt.timezone.utc)
+
+
+_START = dags_start()
 
 # Interval jobs: every window must run, so catch-up replays missed ones after an outage.
 LOG_JOB_DAG_ARGS = {
@@ -97,9 +121,9 @@ All numbers are Elasticsearch aggregations (`etl.logs.jobs.{job}`); thresholds a
   `{{lake}}/findings/job={job}/date=YYYY-MM-DD/` is republished with this window's rows replaced.
 * `notify` sends high/critical findings not sent before (per channel: SMTP, webhook, WeChat Work
   robot; settings `MONETL_NOTIFY_*`); a failed send retries only that task.
-* Schedule: `CronDataIntervalTimetable("{cron}")`, UTC. `catchup=True` from the start date so
-  missed intervals run after an outage, one at a time (`max_active_runs=1`: runs of one job
-  rewrite the same day partition).
+* Schedule: `CronDataIntervalTimetable("{cron}")`, UTC. `catchup=True` from the start date
+  (`MONETL_DAGS_START`, the go-live date; default {start_default}) so missed intervals run after
+  an outage, one at a time (`max_active_runs=1`: runs of one job rewrite the same day partition).
 * Past windows: `airflow backfill create --dag-id {dag_id} --from-date ... --to-date ...`
   (unpaused DAG), or without a scheduler `monetl logs run {job} --start ... --end ... [--notify]`.
 
@@ -110,7 +134,9 @@ _METRICS_OPERATIONS = """\
 
 * Schedule: `CronDataIntervalTimetable`, cron from `MONETL_INGEST_CRON` (default `{cron_default}`), UTC.
 * `catchup=True`: after a scheduler outage the missed intervals run, at most {max_active_runs} at a time
-  (`max_active_runs`) so a catch-up does not stampede the {upstream} and Elasticsearch.
+  (`max_active_runs`) so a catch-up does not stampede the {upstream} and Elasticsearch. Catch-up
+  never reaches before the start date: `MONETL_DAGS_START` (the go-live date, ISO, UTC; default
+  {start_default}), read at parse time.
 * Retries with exponential backoff (`_monetl.DEFAULT_ARGS`); a failed or killed run is repaired
   by running it again.
 * Past windows: `airflow backfill create --dag-id {dag_id} --from-date 2026-11-24T00:00:00
@@ -125,6 +151,7 @@ Owner: {owner}. XCom: the run summary (counts, quarantine path), never data.
 def log_job_doc(what: str, dag_id: str, job: str, cron: str) -> str:
     """doc_md of a log-job DAG: `what` (the file's docstring: what the job finds) + operations."""
     return what + _LOG_JOB_OPERATIONS.format(job=job, dag_id=dag_id, cron=cron,
+                                             start_default=DAGS_START_DEFAULT.date().isoformat(),
                                              owner=_monetl.DEFAULT_ARGS["owner"])
 
 
@@ -133,4 +160,5 @@ def metrics_doc(what: str, dag_id: str, source: str, upstream: str) -> str:
     `upstream` names what a catch-up must not stampede (e.g. "Zabbix API")."""
     return what + _METRICS_OPERATIONS.format(
         dag_id=dag_id, source=source, upstream=upstream, cron_default=INGEST_CRON_DEFAULT,
+        start_default=DAGS_START_DEFAULT.date().isoformat(),
         max_active_runs=METRICS_DAG_ARGS["max_active_runs"], owner=_monetl.DEFAULT_ARGS["owner"])
