@@ -101,12 +101,13 @@ def host_rows(host: dict, itemids: dict[str, int], start: int, end: int, seed: i
         param_rng = generators.rng_for(seed, host["host"], spec["key"], "params")
         noise_rng = generators.rng_for(seed, host["host"], spec["key"], start, end)
         phase = int(param_rng.integers(0, int(spec["interval"])))
-        jitter = noise_rng if spec["generator"]["kind"] == "log" else None
+        salt = generators.item_salt(seed, host["host"], spec["key"])
+        jitter = salt if spec["generator"]["kind"] == "log" else None
         clocks = generators.item_clocks(start, end, int(spec["interval"]), phase, jitter)
         columns = generators.generate(spec, clocks, param_rng, noise_rng, host=host["host"],
                                       market_weight=host["market_weight"])
         columns.update(itemid=np.full(clocks.size, itemids[spec["key"]], dtype=np.int64), clock=clocks,
-                       ns=generators.nanoseconds(noise_rng, clocks.size))
+                       ns=generators.nanoseconds(clocks, salt))
         out.setdefault(value_type, []).append(columns)
     return out
 

@@ -60,24 +60,45 @@ def business_activity(clocks: np.ndarray) -> np.ndarray:
 
 
 # -- sampling times -------------------------------------------------------------
-def item_clocks(start: int, end: int, interval: int, phase: int, jitter_rng: np.random.Generator | None = None
+def item_salt(*parts) -> int:
+    """A stable 32-bit salt for one item's time stamps (seed, host, key)."""
+    return zlib.crc32("|".join(str(p) for p in parts).encode())
+
+
+def _mix(values: np.ndarray, salt: int) -> np.ndarray:
+    """A stable pseudo-random 64-bit mix of each value (splitmix64 finaliser): the same for the
+    same value in every window, unlike a random stream whose position depends on the window."""
+    with np.errstate(over="ignore"):
+        x = (values.astype(np.uint64) + np.uint64(salt)) * np.uint64(0x9E3779B97F4A7C15)
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return x
+
+
+def item_clocks(start: int, end: int, interval: int, phase: int, jitter_salt: int | None = None
                 ) -> np.ndarray:
     """Collection times in [start, end): every `interval` s at a fixed per-item `phase` (seconds
-    into the interval, so re-seeded windows line up with earlier ones); with jitter_rng (log
-    items) each time moves later by up to one interval, keeping order and the window."""
+    into the interval, so re-seeded windows line up with earlier ones); with jitter_salt (log
+    items) each time moves later by up to one interval, keeping order and the window. The jitter
+    is a function of the grid time, so an overlapping re-seed yields the very same clocks."""
     first = start - start % interval + phase % interval
     if first < start:
         first += interval
     clocks = np.arange(first, end, interval, dtype=np.int64)
-    if jitter_rng is not None and clocks.size:
-        clocks = clocks + jitter_rng.integers(0, interval, size=clocks.size)
+    if jitter_salt is not None and clocks.size:
+        clocks = clocks + (_mix(clocks, jitter_salt) % np.uint64(interval)).astype(np.int64)
         clocks = clocks[clocks < end]
     return clocks
 
 
-def nanoseconds(rng: np.random.Generator, count: int) -> np.ndarray:
-    """Non-zero ns, as the agent/server stamp them; (clock, ns) stays unique per item."""
-    return rng.integers(1, 1_000_000_000, size=count, dtype=np.int64)
+def nanoseconds(clocks: np.ndarray, salt: int) -> np.ndarray:
+    """Non-zero ns, as the agent/server stamp them, derived from (item salt, clock): re-seeding an
+    overlapping window gives each sample the same (clock, ns), hence the same point id downstream,
+    instead of a second copy of the point in Elasticsearch."""
+    return (_mix(clocks, salt) % np.uint64(999_999_999)).astype(np.int64) + 1
 
 
 # -- numeric shapes -------------------------------------------------------------

@@ -103,9 +103,25 @@ def test_item_clocks_stay_in_window_with_fixed_phase_and_ordered_jitter():
     assert np.all(np.diff(clocks) == 60)
     later = g.item_clocks(start + 600, end + 600, 60, phase=30)
     assert set(later[:50]) <= set(clocks)  # a shifted window samples at the same instants
-    jittered = g.item_clocks(start, end, 300, phase=10, jitter_rng=g.rng_for(3))
+    jittered = g.item_clocks(start, end, 300, phase=10, jitter_salt=3)
     assert np.all(np.diff(jittered) > 0) and jittered.min() >= start and jittered.max() < end
-    assert np.all(g.nanoseconds(g.rng_for(1), 1000) > 0)
+    ns = g.nanoseconds(clocks, salt=7)
+    assert np.all((ns > 0) & (ns < 1_000_000_000)) and len(set(ns)) > 55
+
+
+def test_overlapping_reseed_gives_the_same_clock_and_ns():
+    """Point ids downstream are (item, clock, ns): a re-seeded window must not stamp the same
+    sample with another ns (it would become a second document in Elasticsearch)."""
+    start, end = WEDNESDAY_CST, WEDNESDAY_CST + 6 * 3600
+    salt = g.item_salt(1, "trading-01", "log[/var/log/app.log]")
+    first = g.item_clocks(start, end, 300, phase=10, jitter_salt=salt)
+    later = g.item_clocks(start + 3600, end + 3600, 300, phase=10, jitter_salt=salt)
+    overlap = np.intersect1d(first, later)
+    assert overlap.size >= 50 and set(first[first >= start + 3600 + 300]) <= set(later)
+    ns_first = dict(zip(first.tolist(), g.nanoseconds(first, salt).tolist()))
+    ns_later = dict(zip(later.tolist(), g.nanoseconds(later, salt).tolist()))
+    assert all(ns_first[c] == ns_later[c] for c in overlap.tolist())
+    assert not np.array_equal(g.nanoseconds(overlap, salt), g.nanoseconds(overlap, salt + 1))
 
 
 def test_log_and_text_items_make_strings_with_severity():
