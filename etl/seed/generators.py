@@ -78,6 +78,13 @@ def _mix(values: np.ndarray, salt: int) -> np.ndarray:
     return x
 
 
+def stable_uniform(values: np.ndarray, salt: int) -> np.ndarray:
+    """Per-value pseudo-random numbers in [0, 1) that depend only on (value, salt): for choices
+    (a missed sample, a jitter) that must come out the same when an overlapping window is
+    generated again."""
+    return (_mix(values, salt) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
 def item_clocks(start: int, end: int, interval: int, phase: int, jitter_salt: int | None = None
                 ) -> np.ndarray:
     """Collection times in [start, end): every `interval` s at a fixed per-item `phase` (seconds

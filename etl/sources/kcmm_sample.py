@@ -20,6 +20,7 @@ import numpy as np
 from etl.config import Settings
 from etl.errors import SourceError
 from etl.schema import SCHEMAS_DIR
+from etl.seed.generators import item_salt, stable_uniform
 from etl.sources.kcmm_mapping import KcmmMapping
 
 SCHEMA_SQL = SCHEMAS_DIR / "kcmm" / "schema.sql"
@@ -114,7 +115,10 @@ def samples(window_start: dt.datetime, window_end: dt.datetime, fleet: list[Mach
                     cols["status"].append(0)
                 continue
             value = np.round(values[counter_id], 3)
-            status = np.where(rng.random(n) < 0.003, 1, 0)  # collector timeout: no value
+            # Collector timeout (no value): a stable function of (machine, counter, minute), so
+            # re-seeding an overlapping range fails the same samples and leaves no stale points.
+            missed = stable_uniform(epochs, item_salt(seed, machine.machine_id, counter_id)) < 0.003
+            status = np.where(missed, 1, 0)
             value = np.where(status == 1, np.nan, value)
             cols["machine_id"] += [machine.machine_id] * n
             cols["counter_id"] += [counter_id] * n

@@ -174,3 +174,29 @@ def test_installation_specific_time_format_from_the_mapping():
     assert parsed.bad == [] and parsed.clock.tolist() == [int(dt.datetime(2026, 11, 25, 1, 30, tzinfo=UTC).timestamp())]
     offset = parse_csv((HEADER + _row(t="2026-11-25T09:30:00+08:00")).encode(), "f.csv", base)
     assert "UTC offset" in offset.bad[0][1]
+
+
+def test_sample_failures_are_the_same_when_an_overlapping_range_is_generated_again():
+    """Re-seeding the KCMM sample must fail the same samples, or points loaded earlier would stay
+    in Elasticsearch next to a source that no longer has them."""
+    import datetime as dt
+
+    import numpy as np
+
+    from etl.sources.kcmm_sample import machines, samples
+
+    utc = dt.timezone.utc
+    start = dt.datetime(2026, 11, 25, tzinfo=utc)
+    fleet = machines(3)
+
+    def failed(end):
+        cols = samples(start, end, fleet)
+        status = np.array(cols["status"])
+        keys = zip(cols["machine_id"], cols["counter_id"], cols["sample_time"])
+        return {k for k, s in zip(keys, status) if s == 1}, cols
+
+    short, _ = failed(start + dt.timedelta(hours=10))
+    longer, cols = failed(start + dt.timedelta(hours=13))
+    cut = (start + dt.timedelta(hours=10)).astimezone(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None)
+    assert short and short == {k for k in longer if k[2] < cut}
+    assert all(np.isnan(v) for v, s in zip(cols["value"], cols["status"]) if s == 1)
