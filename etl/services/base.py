@@ -13,9 +13,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from etl import locks
 from etl.config import Settings
 from etl.errors import ServiceError
+from etl.locks import exclusive
 
 
 def port_open(port: int, host: str = "127.0.0.1", timeout: float = 0.5) -> bool:
@@ -41,13 +41,6 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str, log_file: P
         tail = "\n--- last lines of " + str(log_file) + " ---\n" + "\n".join(
             log_file.read_text(errors="replace").splitlines()[-30:])
     raise ServiceError(f"{what} not healthy after {timeout:.0f}s{tail}")
-
-
-def exclusive(lock_path: Path):
-    """Serialise install/start across processes: parallel test sessions call ensure() at the same
-    time, and two starters would fight over one port and one data directory (or initdb one
-    directory, or load a schema twice)."""
-    return locks.exclusive(lock_path)
 
 
 def pid_alive(pid: int) -> bool:
@@ -113,6 +106,8 @@ class Service:
         if self.healthy():
             return
         self.settings.run_dir.mkdir(parents=True, exist_ok=True)
+        # Parallel test sessions call ensure() at the same time; two starters would fight over one
+        # port and one data directory (or initdb one directory, or load a schema twice).
         with exclusive(lock_path):
             if self.healthy():  # another process finished while we waited for the lock
                 return

@@ -18,7 +18,8 @@ import urllib.request
 from pathlib import Path
 
 from etl.errors import ServiceError
-from etl.services.base import Service, exclusive
+from etl.locks import exclusive
+from etl.services.base import Service
 from etl.services.support import (as_user, give_to, let_read, maven_fetch, service_user, unzip_keep_modes,
                                   up_once)
 

@@ -14,7 +14,8 @@ import urllib.request
 from pathlib import Path
 
 from etl.errors import ServiceError
-from etl.services.base import Service, exclusive
+from etl.locks import exclusive
+from etl.services.base import Service
 from etl.services.support import up_once
 
 PROJECT = Path(__file__).resolve().parents[2] / "services" / "hdfs-minicluster"

@@ -12,7 +12,8 @@ import zipfile
 from pathlib import Path
 
 from etl.errors import ServiceError
-from etl.services.base import Service, exclusive, pid_alive, wait_until
+from etl.locks import exclusive
+from etl.services.base import Service, pid_alive, wait_until
 
 SERVICE_USER = "monetl"
 
