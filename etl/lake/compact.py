@@ -62,7 +62,7 @@ class Report:
             return [f"{self.source} {self.day}: {self.rows} points in {self.partition}"] + list(self.notes)
         out = [f"{self.source} {self.day}: {self.rows} points of {self.items} items from {self.index} "
                f"-> {self.partition} ({self.parquet_bytes} bytes, checksum {self.checksum})",
-               f"rollups: " + ", ".join(f"{k} {v} rows" for k, v in self.rollup_rows.items()),
+               "rollups: " + ", ".join(f"{k} {v} rows" for k, v in self.rollup_rows.items()),
                f"verified={self.verified} index deleted={self.deleted} in {self.seconds:.1f}s"]
         if self.quarantined:
             out.append(f"{self.quarantined} documents quarantined (run {self.run_id})")

@@ -10,7 +10,6 @@ import json
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from etl.errors import VerificationError
 from etl.schema import contract

@@ -8,7 +8,6 @@ import dataclasses
 import datetime as dt
 import json
 
-import pyarrow as pa
 import pytest
 
 from etl import ingest, quarantine
@@ -16,7 +15,7 @@ from etl.commands.ingest import duration
 from etl.search import load
 from etl.window import Window
 
-from points_factory import BASE_CLOCK, batch, point, with_invalid_utf8
+from points_factory import batch, point, with_invalid_utf8
 
 UTC = dt.timezone.utc
 WINDOW = Window(dt.datetime(2026, 11, 25, 0, 0, tzinfo=UTC), dt.datetime(2026, 11, 25, 0, 5, tzinfo=UTC))

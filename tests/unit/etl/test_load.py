@@ -4,7 +4,6 @@ etl.schema.point_id, daily index of the point's own clock; bulk failures come ba
 import datetime as dt
 import json
 
-import pyarrow as pa
 
 from etl.schema import point_id, point_schema, points_index
 from etl.search import load

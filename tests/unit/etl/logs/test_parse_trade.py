@@ -3,7 +3,6 @@ names, nesting, format sniffing, the year rule)."""
 
 from __future__ import annotations
 
-import datetime as dt
 from collections import Counter
 
 import pytest
