@@ -115,15 +115,19 @@ def _by_type(batch: pa.RecordBatch) -> Counter:
 
 class _SharedQuarantine:
     """The source writes to the quarantine from the extraction thread, the loader from the main
-    thread: one lock around the file."""
+    thread: one lock around the file. Every record names its source, so an extract-stage record
+    (which a source builds from the raw row) is traceable and keyed like a point."""
 
-    def __init__(self, inner: Quarantine):
+    def __init__(self, inner: Quarantine, source: str | None = None):
         self.inner = inner
+        self.source = source
         self.lock = threading.Lock()
 
-    def add(self, record, reason: str, ref: str = "", stage: str = "") -> None:
+    def add(self, record, reason: str, ref: str = "", stage: str = "", key: str | None = None) -> None:
+        if self.source and isinstance(record, dict) and not record.get("source"):
+            record = {"source": self.source, **record}
         with self.lock:
-            self.inner.add(record, reason, ref, stage)
+            self.inner.add(record, reason, ref, stage, key=key)
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
@@ -283,7 +287,7 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
     sampler = quality.GESampler(extraction) if use_ge else None
     meter = Progress(progress, f"ingest {point_source.name}/{point_source.mode}")
     quarantine = Quarantine(settings, QUARANTINE_AREA, run_id)
-    shared = _SharedQuarantine(quarantine)
+    shared = _SharedQuarantine(quarantine, point_source.name)
     try:
         batches = point_source.extract(extraction, run_id, shared)
         for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler):
@@ -333,22 +337,42 @@ def _quarantine_rows(quarantine, batch: pa.RecordBatch, rows: list[int], reasons
 
 @dataclass
 class Bucket:
+    """One bucket of `gaps`: the source's points against the store (Elasticsearch ∪ lake, by point
+    id). `quarantined` are source points this store quarantined (and does not hold): they are
+    accounted for, not missing. `duplicates` are repeated (itemid, clock, ns) rows at the source,
+    already taken out of `source_count`."""
+
     start: dt.datetime
     end: dt.datetime
     source_count: int
     es_count: int
+    lake_count: int = 0
+    store_count: int | None = None          # the union; None: Elasticsearch only (no lake points)
+    quarantined: int = 0
+    quarantine_reasons: dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+
+    @property
+    def stored(self) -> int:
+        return self.es_count if self.store_count is None else self.store_count
 
     @property
     def missing(self) -> int:
-        return max(self.source_count - self.es_count, 0)
+        return max(self.source_count - self.quarantined - self.stored, 0)
 
     @property
     def status(self) -> str:
-        if self.source_count == self.es_count:
-            return "ok"
-        if self.es_count == 0:
-            return "missing"
-        return "short" if self.es_count < self.source_count else "extra"
+        if self.missing:
+            return "missing" if self.stored == 0 else "short"
+        if self.stored > self.source_count:
+            return "extra"
+        if self.quarantined and self.stored < self.source_count:
+            return "quarantined"
+        return "ok"
+
+    @property
+    def reasons_text(self) -> str:
+        return "; ".join(f"{r} x{n}" for r, n in sorted(self.quarantine_reasons.items()))
 
 
 @dataclass
@@ -357,26 +381,99 @@ class GapReport:
     window: Window
     bucket: dt.timedelta
     buckets: list[Bucket]
+    hosts: list[str] | None = None
 
     @property
     def gaps(self) -> list[Bucket]:
-        """Buckets Elasticsearch holds fewer points of than the source (missing or short)."""
-        return [b for b in self.buckets if b.es_count < b.source_count]
+        """Buckets the store holds fewer points of than the source has, after what was quarantined
+        (missing or short)."""
+        return [b for b in self.buckets if b.missing > 0]
+
+    @property
+    def quarantined(self) -> list[Bucket]:
+        return [b for b in self.buckets if b.quarantined]
+
+
+def _source_ids(point_source, window: Window) -> pa.Table | None:
+    """Every row the source has in `window` as (itemid, clock, ns, resolution), duplicates kept,
+    rows it cannot convert included; None for a source whose extraction is not side-effect free
+    (KCMM CSV marks files as read)."""
+    from etl import store
+
+    if getattr(point_source, "mode", None) == "csv" or not hasattr(point_source, "extract"):
+        return None
+
+    class _Sink:
+        def __init__(self):
+            self.rows: list[tuple] = []
+
+        def add(self, record, reason, ref="", stage="", key=None):
+            if isinstance(record, dict) and all(record.get(k) is not None for k in ("itemid", "clock", "ns")):
+                self.rows.append((int(record["itemid"]), int(record["clock"]), int(record["ns"]),
+                                  record.get("resolution") or "raw"))
+
+    sink = _Sink()
+    parts = [store.empty_ids()]
+    for batch in point_source.extract(window, "gaps", sink):
+        table = pa.Table.from_batches([batch]).select(store.ID_COLUMNS)
+        parts.append(pa.table({f.name: table[f.name].cast(f.type) for f in parts[0].schema}))
+    if sink.rows:
+        itemid, clock, ns, resolution = zip(*sink.rows)
+        parts.append(pa.table({"itemid": pa.array(itemid, pa.int64()), "clock": pa.array(clock, pa.int64()),
+                               "ns": pa.array(ns, pa.int64()), "resolution": pa.array(resolution, pa.string())}))
+    return pa.concat_tables(parts)
 
 
 def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.timedelta(hours=1),
-         mode: str | None = None, client=None, hosts: list[str] | None = None) -> GapReport:
+         mode: str | None = None, client=None, hosts: list[str] | None = None, *, storage=None,
+         quarantine: bool = True, refine: bool = True) -> GapReport:
+    """Per-bucket counts, the source against the store: Elasticsearch ∪ the published lake day (by
+    point id, so a compacted day is present), minus what this store quarantined for the same points
+    (shown per bucket with its reasons), duplicate source rows counted once. `hosts` (or the hosts
+    of a source object) narrows both sides. refine: for buckets that look short but hold points,
+    re-read the source's point ids to take out duplicate rows (costs one extraction of the bucket)."""
+    from etl import quarantine as quarantine_files
+    from etl import store
     from etl.search.client import es_client
-    from etl.search.scan import bucket_counts
 
+    client = client or es_client(settings)
     with _opened(settings, source, mode, hosts) as point_source:
         name = point_source.name
+        if not hosts and getattr(point_source, "hosts", None):
+            hosts = sorted(point_source.hosts)
         source_counts = point_source.count(window, bucket)
-    es_counts = bucket_counts(client or es_client(settings), settings.es_index_prefix, name, window, bucket)
-    step = bucket
-    starts = sorted(set(source_counts) | set(es_counts))
-    buckets = [Bucket(s, s + step, int(source_counts.get(s, 0)), int(es_counts.get(s, 0))) for s in starts]
-    return GapReport(name, window, bucket, buckets)
+        held = store.counts(settings, name, window, bucket, client=client, storage=storage, hosts=hosts)
+        step = int(bucket.total_seconds())
+        q_by_bucket: dict[dt.datetime, Counter] = {}
+        if quarantine:
+            points = quarantine_files.quarantined_points(settings, name, window, hosts)
+            # A quarantined point the store now holds (replayed after a fix, or re-ingested) is no
+            # longer "quarantined": it is counted as stored.
+            loaded = store.present(settings, name, list(points), held.lake_table, client=client)
+            for point, reasons in points.items():
+                if point in loaded:
+                    continue
+                start = dt.datetime.fromtimestamp(point[1] - point[1] % step, tz=dt.timezone.utc)
+                counter = q_by_bucket.setdefault(start, Counter())
+                counter["_points"] += 1
+                for reason in reasons:
+                    counter[reason] += 1
+        starts = sorted(set(source_counts) | set(held.es) | set(held.lake) | set(q_by_bucket))
+        buckets = []
+        for s in starts:
+            q = q_by_bucket.get(s, Counter())
+            b = Bucket(s, s + bucket, int(source_counts.get(s, 0)), int(held.es.get(s, 0)),
+                       lake_count=int(held.lake.get(s, 0)),
+                       store_count=int(held.union.get(s, 0)) if held.lake else None,
+                       quarantined=q.get("_points", 0),
+                       quarantine_reasons={r: n for r, n in q.items() if r != "_points"})
+            if refine and b.missing and (b.stored or b.quarantined):
+                ids = _source_ids(point_source, Window(max(b.start, window.start), min(b.end, window.end)))
+                if ids is not None and ids.num_rows:
+                    b.duplicates = ids.num_rows - store.distinct(ids).num_rows
+                    b.source_count -= b.duplicates
+            buckets.append(b)
+    return GapReport(name, window, bucket, buckets, hosts=list(hosts) if hosts else None)
 
 
 def _merge(buckets: list[Bucket], window: Window) -> list[Window]:
@@ -391,16 +488,75 @@ def _merge(buckets: list[Bucket], window: Window) -> list[Window]:
     return windows
 
 
+class BackfillResult(tuple):
+    """(report, summaries) as before, plus what `gaps` said after the runs: `still_short` lists
+    each bucket that is still short with why; `ok` is False while any is."""
+
+    def __new__(cls, report: GapReport, summaries: list[Summary], after: GapReport | None = None,
+                still_short: list[tuple[Bucket, str]] | None = None):
+        obj = super().__new__(cls, (report, summaries))
+        obj.after = after
+        obj.still_short = still_short or []
+        return obj
+
+    @property
+    def report(self) -> GapReport:
+        return self[0]
+
+    @property
+    def summaries(self) -> list[Summary]:
+        return self[1]
+
+    @property
+    def ok(self) -> bool:
+        return not self.still_short and all(s.ok for s in self.summaries)
+
+
+def _why_short(b: Bucket, before: Bucket | None, point_source, window: Window, summaries: list[Summary]) -> str:
+    """The likeliest reason a bucket is still short after its backfill, from what can be measured."""
+    from etl import store
+
+    if before is not None and b.source_count > before.source_count:
+        return (f"the source gained {b.source_count - before.source_count} point(s) while backfill ran "
+                f"(late values): run backfill again")
+    span = Window(max(b.start, window.start), min(b.end, window.end))
+    ids = _source_ids(point_source, span)
+    expected = b.source_count - b.quarantined
+    if ids is not None and store.distinct(ids).num_rows < expected:
+        return (f"the source counts {expected} point(s) here but its extraction returns "
+                f"{store.distinct(ids).num_rows}: rows monetl does not read (e.g. history kept under an item's "
+                f"earlier value type, or items outside the catalog)")
+    failures = sum(s.load_failures for s in summaries)
+    if failures:
+        return f"{failures} point(s) failed to load into Elasticsearch (see the quarantine files of the runs)"
+    return (f"the backfill read the bucket's points but the store holds {b.stored} of {expected}: writes did not "
+            f"stay (index blocked or deleted during the run?); run backfill again")
+
+
 def backfill(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.timedelta(hours=1),
              mode: str | None = None, progress: str = "none", client=None,
-             hosts: list[str] | None = None) -> tuple[GapReport, list[Summary]]:
-    """Ingest exactly the buckets where Elasticsearch is short of the source (no overlap: the bucket
-    is the window)."""
-    report = gaps(settings, source, window, bucket, mode=mode, client=client, hosts=hosts)
-    summaries = [run(settings, source, w, mode=mode, overlap=dt.timedelta(0), progress=progress, client=client,
-                     hosts=hosts)
-                 for w in _merge(report.gaps, window)]
-    return report, summaries
+             hosts: list[str] | None = None, *, storage=None) -> BackfillResult:
+    """Ingest exactly the buckets where the store (Elasticsearch ∪ lake) is short of the source (no
+    overlap: the bucket is the window), then count again: a bucket still short is named with why.
+    A backfill into a compacted day writes to Elasticsearch (the next compaction of that day merges
+    it into the lake)."""
+    from etl.search.client import es_client
+
+    client = client or es_client(settings)
+    with _opened(settings, source, mode, hosts) as point_source:
+        report = gaps(settings, point_source, window, bucket, client=client, hosts=hosts, storage=storage)
+        windows = _merge(report.gaps, window)
+        summaries = [run(settings, point_source, w, overlap=dt.timedelta(0), progress=progress, client=client)
+                     for w in windows]
+        if not windows:
+            return BackfillResult(report, summaries, report, [])
+        after = gaps(settings, point_source, window, bucket, client=client, hosts=hosts, storage=storage)
+        before = {b.start: b for b in report.buckets}
+        still = [(b, _why_short(b, before.get(b.start), point_source, window, summaries)) for b in after.gaps]
+    for b, why in still:
+        log.warning("%s %s still short after backfill: %d of %d point(s) missing: %s", report.source,
+                    f"{b.start:%Y-%m-%dT%H:%M:%SZ}", b.missing, b.source_count, why)
+    return BackfillResult(report, summaries, after, still)
 
 
 # --- replay ---------------------------------------------------------------------------------------
@@ -412,8 +568,10 @@ class ReplayReport:
     loaded: int = 0
     still_bad: int = 0
     skipped: int = 0           # entries of other areas (not points)
+    already_replayed: int = 0  # loaded by an earlier replay (same record): not loaded again
     quarantine_path: str | None = None
     reasons: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)   # torn or unreadable lines, skipped
 
     @property
     def ok(self) -> bool:
@@ -421,8 +579,12 @@ class ReplayReport:
 
     def line(self) -> str:
         text = f"replay {self.path}: {self.entries} entries, loaded {self.loaded}, still bad {self.still_bad}"
+        if self.already_replayed:
+            text += f", {self.already_replayed} already replayed earlier (not loaded again)"
         if self.skipped:
             text += f", skipped {self.skipped} (not point records)"
+        if self.problems:
+            text += f", {len(self.problems)} unreadable line(s) skipped"
         if self.quarantine_path:
             text += f"; still-bad records in {self.quarantine_path}"
         return text
@@ -454,7 +616,9 @@ def _to_batch(records: list[dict], run_id: str) -> tuple[pa.RecordBatch | None, 
 
 def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 5000) -> ReplayReport:
     """Re-ingest quarantined points (a file or a folder of them) after a fix: each is validated again;
-    the ones that pass load, the still-bad ones go to a new quarantine file with their new reason."""
+    the ones that pass load, the still-bad ones go to a quarantine file of this replay with their
+    new reason. What loaded is recorded (quarantine ledger), so a second replay of the same records
+    loads nothing again and says so; an edited record (a new fix) is a new record and loads."""
     from etl import quarantine as quarantine_files
     from etl.search import load
     from etl.search.client import es_client
@@ -464,14 +628,17 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
     if not path.exists():
         raise ConfigError(f"nothing to replay: {path} does not exist")
     report = ReplayReport(path=str(path))
-    run_id = f"replay:{path.stem}:{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%S%fZ}"
+    # Deterministic: replaying the same file again rewrites the same still-bad file, one line per record.
+    run_id = f"replay:{path.stem}"
     client = client or es_client(settings)
     apply_points_template(client, settings)
     touched: set[str] = set()
     still_bad = Quarantine(settings, QUARANTINE_AREA, run_id)
+    done = quarantine_files.replayed(settings, QUARANTINE_AREA)
+    seen: set[tuple[str, str]] = set()
 
-    def flush(records: list[dict]) -> None:
-        batch, unusable = _to_batch(records, run_id)
+    def flush(pending: list[tuple[dict, tuple[str, str]]]) -> None:
+        batch, unusable = _to_batch([record for record, _ in pending], run_id)
         for record, reason in unusable:
             still_bad.add(record, reason, stage="replay")
         if batch is None:
@@ -483,15 +650,30 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
         touched.update(docs.indices)
         _quarantine_rows(still_bad, checked.good, sorted(result.failed), result.failed, "load")
         report.loaded += result.loaded
+        # Only what Elasticsearch acknowledged goes into the ledger.
+        by_point: dict[str, list[tuple[str, str]]] = {}
+        for record, marker in pending:
+            by_point.setdefault(quarantine_files.point_key(record) or "", []).append(marker)
+        acknowledged = []
+        for row, record in enumerate(quality.records(checked.good, list(range(checked.good.num_rows)))):
+            if row not in result.failed:
+                acknowledged += by_point.get(quarantine_files.point_key(record) or "", [])
+        quarantine_files.mark_replayed(settings, QUARANTINE_AREA, acknowledged, run_id)
 
     try:
-        pending: list[dict] = []
-        for entry in quarantine_files.read(path):
+        pending: list[tuple[dict, tuple[str, str]]] = []
+        for entry in quarantine_files.read(path, report.problems):
             if entry.get("area") != QUARANTINE_AREA:
                 report.skipped += 1
                 continue
             report.entries += 1
-            pending.append(entry.get("record"))
+            record = entry.get("record")
+            marker = (entry["key"], quarantine_files.record_hash(record))
+            if marker in done or marker in seen:
+                report.already_replayed += 1
+                continue
+            seen.add(marker)
+            pending.append((record, marker))
             if len(pending) >= batch_size:
                 flush(pending)
                 pending = []

@@ -1,7 +1,9 @@
 """monetl ingest | gaps | backfill | replay: the metric pipeline by hand, exactly what the DAGs run.
 
 Exit codes: 0 all valid points loaded; 1 some points failed to load (or replay left still-bad
-records, or gaps found missing buckets); 2 a usage/config/service error."""
+records, or gaps found missing or short buckets, or a bucket is still short after backfill);
+2 a usage/config/service error. Quarantined points are not missing: `gaps` shows them in their
+own column and state and exits 0 for them."""
 
 from __future__ import annotations
 
@@ -41,7 +43,7 @@ def register(sub) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress output")
     p.set_defaults(func=run_ingest)
 
-    p = sub.add_parser("gaps", help="per-bucket point counts, source vs Elasticsearch; lists missing/short buckets")
+    p = sub.add_parser("gaps", help="per-bucket point counts, source vs Elasticsearch ∪ lake; lists missing/short buckets")
     _window_args(p)
     p.add_argument("--bucket", type=duration, default="1h", help="bucket size (default 1h)")
     p.add_argument("--all", action="store_true", help="show every bucket, not only gaps")
@@ -117,15 +119,26 @@ def _gap_table(report, show_all: bool) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{report.source} {report.window} per {report.bucket}")
-    for column in ("bucket start", "source", "elasticsearch", "missing", "status"):
+    title = f"{report.source} {report.window} per {report.bucket}"
+    if report.hosts:
+        title += f" (hosts: {', '.join(report.hosts)})"
+    table = Table(title=title)
+    for column in ("bucket start", "source", "elasticsearch", "lake", "store", "quarantined", "missing", "status",
+                   "quarantine reasons"):
         table.add_column(column)
     for b in report.buckets:
         if show_all or b.status != "ok":
-            table.add_row(f"{b.start:%Y-%m-%dT%H:%M:%SZ}", str(b.source_count), str(b.es_count), str(b.missing),
-                          b.status)
-    Console().print(table)
-    print(f"{len(report.gaps)} bucket(s) missing or short of {len(report.buckets)}")
+            table.add_row(f"{b.start:%Y-%m-%dT%H:%M:%SZ}", str(b.source_count), str(b.es_count), str(b.lake_count),
+                          str(b.stored), str(b.quarantined), str(b.missing), b.status, b.reasons_text)
+    Console(width=200).print(table)
+    quarantined = sum(b.quarantined for b in report.buckets)
+    duplicates = sum(b.duplicates for b in report.buckets)
+    line = f"{len(report.gaps)} bucket(s) missing or short of {len(report.buckets)}"
+    if quarantined:
+        line += f"; {quarantined} point(s) quarantined (not missing: fix and `monetl replay`)"
+    if duplicates:
+        line += f"; {duplicates} duplicate source row(s) counted once"
+    print(line)
 
 
 def run_gaps(args) -> int:
@@ -141,14 +154,20 @@ def run_backfill(args) -> int:
     from etl import ingest
 
     settings, window = _settings_and_window(args)
-    report, summaries = ingest.backfill(settings, args.source, window, args.bucket, mode=args.mode, progress="auto",
-                                        hosts=args.hosts)
+    result = ingest.backfill(settings, args.source, window, args.bucket, mode=args.mode, progress="auto",
+                             hosts=args.hosts)
+    report, summaries = result
     _gap_table(report, False)
     if not summaries:
         print("nothing to backfill")
         return 0
     _summary_table(summaries)
-    return 0 if all(s.ok for s in summaries) else 1
+    for b, why in result.still_short:
+        print(f"still short after backfill: {b.start:%Y-%m-%dT%H:%M:%SZ} {b.missing} of {b.source_count} point(s) "
+              f"missing: {why}", file=sys.stderr)
+    if not result.still_short:
+        print("after backfill: every bucket complete (store = source - quarantined)")
+    return 0 if result.ok else 1
 
 
 def run_replay(args) -> int:
@@ -158,6 +177,8 @@ def run_replay(args) -> int:
     _quiet_libraries(args)
     report = ingest.replay(load(), args.path)
     print(report.line())
+    for problem in report.problems:
+        print(f"  skipped: {problem}", file=sys.stderr)
     for reason, count in report.reasons.items():
         print(f"  still bad: {reason} x{count}")
     if report.still_bad:

@@ -5,6 +5,7 @@ refuses to overwrite (so a publish never merges two partitions)."""
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -36,6 +37,11 @@ class Storage:
     def rename(self, src: str, dst: str) -> None: raise NotImplementedError
     def delete(self, path: str) -> None: raise NotImplementedError
     def size(self, path: str) -> int: raise NotImplementedError
+
+    def open_read(self, path: str):
+        """A seekable binary file object that reads only the byte ranges asked for (Parquet
+        footers and column chunks, not whole files)."""
+        raise NotImplementedError
 
     def local_path(self, path: str) -> Path | None:
         """A local file path for direct reading, when the backend has one."""
@@ -102,6 +108,9 @@ class LocalStorage(Storage):
 
     def size(self, path: str) -> int:
         return self._p(path).stat().st_size
+
+    def open_read(self, path: str):
+        return open(self._p(path), "rb")
 
 
 class WebHdfsStorage(Storage):
@@ -174,6 +183,45 @@ class WebHdfsStorage(Storage):
 
     def size(self, path: str) -> int:
         return int(self._call("status", path, self.client.status, self._p(path))["length"])
+
+    def open_read(self, path: str):
+        return io.BufferedReader(_WebHdfsRange(self, path), buffer_size=1 << 20)
+
+
+class _WebHdfsRange(io.RawIOBase):
+    """Ranged reads of one HDFS file through WebHDFS OPEN?offset=&length=."""
+
+    def __init__(self, storage: WebHdfsStorage, path: str):
+        self.storage, self.path = storage, path
+        self.length = storage.size(path)
+        self.position = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self.position
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self.position, io.SEEK_END: self.length}[whence]
+        self.position = max(0, base + offset)
+        return self.position
+
+    def readinto(self, buffer) -> int:
+        want = min(len(buffer), self.length - self.position)
+        if want <= 0:
+            return 0
+
+        def read():
+            with self.storage.client.read(self.storage._p(self.path), offset=self.position, length=want) as reader:
+                return reader.read()
+        data = self.storage._call("read", self.path, read)
+        buffer[:len(data)] = data
+        self.position += len(data)
+        return len(data)
 
 
 def open_storage(settings: Settings, lake_url: str | None = None) -> Storage:

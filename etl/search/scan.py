@@ -18,13 +18,17 @@ def _window_query(source: str, window: Window) -> dict:
     ]}}
 
 
-def bucket_counts(client, prefix: str, source: str, window: Window, bucket: dt.timedelta) -> dict[dt.datetime, int]:
+def bucket_counts(client, prefix: str, source: str, window: Window, bucket: dt.timedelta,
+                  hosts: list[str] | None = None) -> dict[dt.datetime, int]:
     """Documents per bucket start (epoch-aligned fixed buckets on @timestamp), buckets with none left
-    out. Counts every resolution, as the sources' count() does."""
+    out. Counts every resolution, as the sources' count() does; `hosts` narrows to those hosts."""
     step = int(bucket.total_seconds())
     if step <= 0:
         raise StoreError("bucket must be at least one second")
     counts: dict[dt.datetime, int] = {}
+    query = _window_query(source, window)
+    if hosts:
+        query["bool"]["filter"].append({"terms": {"host": list(hosts)}})
     after = None
     while True:
         source_spec = [{"start": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{step}s"}}}]
@@ -33,7 +37,7 @@ def bucket_counts(client, prefix: str, source: str, window: Window, bucket: dt.t
             composite["after"] = after
         try:
             response = client.search(index=points_index_pattern(prefix, source), size=0, track_total_hits=False,
-                                     query=_window_query(source, window), aggs={"buckets": {"composite": composite}},
+                                     query=query, aggs={"buckets": {"composite": composite}},
                                      ignore_unavailable=True, allow_no_indices=True)
         except Exception as exc:
             from etl.search.client import redact_url

@@ -125,7 +125,10 @@ class KcmmDbSource(SqlSource):
 
         def quarantine_rows(rows_idx, reason_of, machine_id, counter_id, local, value, value_text, status):
             for i in rows_idx:
-                quarantine.add({"machine_id": machine_id[i], "counter_id": counter_id[i], "sample_time": local[i],
+                meta = items.get((machine_id[i], counter_id[i]))  # None for an unknown machine/counter
+                quarantine.add({"source": "kcmm", "host": meta.host if meta else None,
+                                "key": meta.key if meta else None,
+                                "machine_id": machine_id[i], "counter_id": counter_id[i], "sample_time": local[i],
                                 "value": value[i], "value_text": value_text[i], "status": status[i]},
                                reason_of(i), ref=f"kcmm sample machine {machine_id[i]} counter {counter_id[i]} "
                                                  f"@ {local[i]} ({self.mapping.timezone})", stage="extract")

@@ -57,9 +57,14 @@ class ZabbixSource:
             groups[(meta.value_type, cutoff)].append(itemid)
         return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)))
 
-    @staticmethod
-    def _on_bad(quarantine) -> Callable[[dict, str], None]:
+    def _on_bad(self, quarantine) -> Callable[[dict, str], None]:
+        catalog, _ = self.catalog()
+
         def on_bad(record: dict, reason: str) -> None:
+            # Traceable to its source row and keyed like a point: source, host and key with the raw value.
+            meta = catalog.items.get(int(record["itemid"]))
+            record = {"source": self.name, "host": meta.host if meta else None, "key": meta.key if meta else None,
+                      "resolution": "raw", **record}
             quarantine.add(record, reason, ref=f"zabbix item {record['itemid']} @ {record['clock']}.{record['ns']}",
                            stage="extract")
         return on_bad
