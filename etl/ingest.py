@@ -394,6 +394,9 @@ class GapReport:
         return [b for b in self.buckets if b.quarantined]
 
 
+LOAD_STAGES = ("load",)
+
+
 def _source_ids(point_source, window: Window) -> pa.Table | None:
     """Every row the source has in `window` as (itemid, clock, ns, resolution), duplicates kept,
     rows it cannot convert included; None for a source whose extraction is not side-effect free
@@ -455,9 +458,12 @@ def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.t
                     continue
                 start = dt.datetime.fromtimestamp(point[1] - point[1] % step, tz=dt.timezone.utc)
                 counter = q_by_bucket.setdefault(start, Counter())
-                counter["_points"] += 1
-                for reason in reasons:
-                    counter[reason] += 1
+                # Bad data (extract/validate) is accounted for; a point Elasticsearch refused at
+                # load is still missing (backfill tries it again) and is only named.
+                if any(stage not in LOAD_STAGES for stage, _ in reasons):
+                    counter["_points"] += 1
+                for stage, reason in reasons:
+                    counter[f"{reason} (at load, still missing)" if stage in LOAD_STAGES else reason] += 1
         starts = sorted(set(source_counts) | set(held.es) | set(held.lake) | set(q_by_bucket))
         buckets = []
         for s in starts:
@@ -528,7 +534,14 @@ def _why_short(b: Bucket, before: Bucket | None, point_source, window: Window, s
                 f"earlier value type, or items outside the catalog)")
     failures = sum(s.load_failures for s in summaries)
     if failures:
-        return f"{failures} point(s) failed to load into Elasticsearch (see the quarantine files of the runs)"
+        files = sorted({s.quarantine_path for s in summaries if s.load_failures and s.quarantine_path})
+        refused = Counter()
+        for s in summaries:
+            if s.load_failures:
+                refused.update(s.reasons)
+        return (f"{failures} point(s) failed to load into Elasticsearch ("
+                + "; ".join(f"{r} x{n}" for r, n in refused.most_common(3))
+                + f"); records in {', '.join(files) or 'the quarantine'}")
     return (f"the backfill read the bucket's points but the store holds {b.stored} of {expected}: writes did not "
             f"stay (index blocked or deleted during the run?); run backfill again")
 

@@ -303,12 +303,12 @@ def mark_replayed(settings: Settings, area: str, done: Iterable[tuple[str, str]]
 # --- quarantined points, for `gaps` --------------------------------------------------------------
 
 def quarantined_points(settings: Settings, source: str, window, hosts: list[str] | None = None,
-                       area: str = "points") -> dict[tuple[int, int, int, str], set[str]]:
+                       area: str = "points") -> dict[tuple[int, int, int, str], set[tuple[str, str]]]:
     """Points of `source` with clock in `window` that this store quarantined, by (itemid, clock,
-    ns, resolution), with the reasons (first clause). A record without a host is left out when
-    `hosts` narrows the question (it cannot be attributed)."""
+    ns, resolution), with their (stage, reason first clause). A record without a host is left out
+    when `hosts` narrows the question (it cannot be attributed)."""
     folder = Path(settings.quarantine_dir) / _SAFE.sub("_", area)
-    out: dict[tuple[int, int, int, str], set[str]] = {}
+    out: dict[tuple[int, int, int, str], set[tuple[str, str]]] = {}
     if not folder.is_dir():
         return out
     wanted = set(hosts) if hosts else None
@@ -327,5 +327,5 @@ def quarantined_points(settings: Settings, source: str, window, hosts: list[str]
         if not window.contains_ns(clock * 1_000_000_000 + ns):
             continue
         point = (itemid, clock, ns, record.get("resolution") or "raw")
-        out.setdefault(point, set()).add(str(entry.get("reason", "")).split(":")[0])
+        out.setdefault(point, set()).add((str(entry.get("stage") or ""), str(entry.get("reason", "")).split(":")[0]))
     return out

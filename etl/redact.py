@@ -10,7 +10,7 @@ import re
 # Dovecot's auth debug logging can echo the attempted password (used by the dovecot parser too).
 GIVEN_PASSWORD = re.compile(r"\(given password: [^)]*\)")
 _PAIR = re.compile(r"(?i)\b((?:pass(?:word|wd)?|pwd|secret|token|api[_-]?key|access[_-]?key)\s*[=:]\s*)"
-                   r"(\"[^\"]*\"|'[^']*'|[^\s&;,]+)")
+                   r"(?!\*\*\*)(\"[^\"]*\"|'[^']*'|[^\s&;,)]+)")
 _AUTH_HEADER = re.compile(r"(?i)\b(authorization:\s*(?:basic|bearer|apikey|token)\s+)\S+")
 _USERINFO = re.compile(r"(//[^/\s:@]+:)[^@/\s]+@")
 

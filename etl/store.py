@@ -214,4 +214,6 @@ def present(settings, source: str, points: list[tuple[int, int, int, str]], lake
         hit = wanted.join(distinct(lake_table), keys=ID_COLUMNS, join_type="inner")
         in_lake = set(zip(*(hit[c].to_pylist() for c in ID_COLUMNS))) if hit.num_rows else set()
     rest = [p for p in points if p not in in_lake]
+    if not rest:
+        return in_lake
     return in_lake | es_present(client or es_client(settings), settings.es_index_prefix, source, rest)
