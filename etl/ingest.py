@@ -445,7 +445,8 @@ def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.t
         if not hosts and getattr(point_source, "hosts", None):
             hosts = sorted(point_source.hosts)
         source_counts = point_source.count(window, bucket)
-        held = store.counts(settings, name, window, bucket, client=client, storage=storage, hosts=hosts)
+        held = store.counts(settings, name, window, bucket, client=client, storage=storage, hosts=hosts,
+                            needed=source_counts)
         step = int(bucket.total_seconds())
         q_by_bucket: dict[dt.datetime, Counter] = {}
         if quarantine:

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import re
+import threading
 from collections import Counter
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -122,6 +123,7 @@ class Quarantine:
         self.written = 0
         self._fd: int | None = None
         self._keys: set[str] = set()
+        self._lock = threading.Lock()  # a sliced scan or an extraction thread may add concurrently
 
     @property
     def count(self) -> int:
@@ -132,15 +134,16 @@ class Quarantine:
         self.reasons[reason.split(":")[0]] += 1
         reason = redact(reason)
         key = key or record_key(record, reason, ref, stage)
-        if self._fd is None:
-            self._open()
-        if key in self._keys:
-            return
-        self._keys.add(key)
-        entry = {"key": key, "area": self.area, "run_id": self.run_id, "ref": ref, "reason": reason,
-                 "stage": stage, "record": _redacted(record)}
-        _write_line(self._fd, _dumps(entry) + "\n")
-        self.written += 1
+        with self._lock:
+            if self._fd is None:
+                self._open()
+            if key in self._keys:
+                return
+            self._keys.add(key)
+            entry = {"key": key, "area": self.area, "run_id": self.run_id, "ref": ref, "reason": reason,
+                     "stage": stage, "record": _redacted(record)}
+            _write_line(self._fd, _dumps(entry) + "\n")
+            self.written += 1
 
     def _open(self) -> None:
         private_dir(self.root)
@@ -151,9 +154,10 @@ class Quarantine:
             self._fd = _open_private(self.path)
 
     def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
+        with self._lock:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
 
     def __enter__(self) -> "Quarantine":
         return self

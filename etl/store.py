@@ -169,8 +169,12 @@ class StoreCounts:
 
 
 def counts(settings, source: str, window: Window, bucket: dt.timedelta, *, client=None, storage=None,
-           hosts: list[str] | None = None) -> StoreCounts:
-    """Points per bucket start in Elasticsearch, in the lake and in their union (by point id)."""
+           hosts: list[str] | None = None, needed: dict[dt.datetime, int] | None = None) -> StoreCounts:
+    """Points per bucket start in Elasticsearch, in the lake and in their union (by point id).
+
+    needed (the source's counts): where one tier alone already holds that many points, the union
+    is taken as the larger tier without fetching ids (it cannot be short then); that keeps a day
+    held in both tiers (compacted with --keep) from costing an id scan of the whole index."""
     from etl.lake.storage import open_storage
     from etl.search.client import es_client
     from etl.search.scan import bucket_counts
@@ -188,6 +192,9 @@ def counts(settings, source: str, window: Window, bucket: dt.timedelta, *, clien
     for start, n in out.lake.items():
         if not out.es.get(start):
             out.union[start] = n
+            continue
+        if needed is not None and max(n, out.es[start]) >= needed.get(start, 0):
+            out.union[start] = max(n, out.es[start])
             continue
         # Both tiers hold points of this bucket: count the union by id.
         span = Window(max(start, window.start), min(start + bucket, window.end))

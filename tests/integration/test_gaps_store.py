@@ -148,6 +148,16 @@ def test_compacted_day_reports_nothing_missing_and_a_backfill_into_it_counts_onc
     assert (done.source_count, done.es_count, done.lake_count, done.stored, done.status) == (7, 7, 6, 7, "ok")
     assert result.after.gaps == []
 
+    # Neither tier alone is complete: the lake has 6 of hour 2's 7 points, Elasticsearch 2 (the new
+    # one and one the lake also holds). The union by id is exact: 7, not 8.
+    late2 = t0 + 2 * 3600 + 330
+    insert(env, 0, [(item, late2, 5, 98.0)])
+    ingest.run(env.settings, src(env, "a"), Window(day + 2 * HOUR, day + 2 * HOUR + dt.timedelta(seconds=331)), overlap=dt.timedelta(0))
+    hour2 = Window(day + 2 * HOUR, day + 3 * HOUR)
+    assert es_count(env, hour2) == 2 and source_count(env, "history", [item], hour2) == 7
+    both = {b.start: b for b in ingest.gaps(env.settings, src(env, "a"), window).buckets}[hour2.start]
+    assert (both.source_count, both.es_count, both.lake_count, both.stored, both.status) == (7, 2, 6, 7, "ok")
+
 
 def test_quarantined_point_is_not_missing_and_replay_twice_loads_once(env):
     hour = env.today - dt.timedelta(days=1) + 10 * HOUR
