@@ -453,7 +453,7 @@ def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.t
             points = quarantine_files.quarantined_points(settings, name, window, hosts)
             # A quarantined point the store now holds (replayed after a fix, or re-ingested) is no
             # longer "quarantined": it is counted as stored.
-            loaded = store.present(settings, name, list(points), held.lake_table, client=client)
+            loaded = store.present(settings, name, list(points), client=client, storage=storage)
             for point, reasons in points.items():
                 if point in loaded:
                     continue

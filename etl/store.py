@@ -43,28 +43,63 @@ def _exact(table: pa.Table, window: Window) -> pa.Table:
 
 # --- lake ------------------------------------------------------------------------------------------
 
-def lake_ids(storage, source: str, window: Window, hosts: list[str] | None = None) -> pa.Table:
-    """(itemid, clock, ns, resolution) of the published lake points of `source` in `window`."""
+def _lake_filter(window: Window, hosts, itemids):
+    filter = (ds.field("clock") >= window.start_s) & (ds.field("clock") <= window.end_s)
+    if hosts:
+        filter = filter & ds.field("host").isin(list(hosts))
+    if itemids:
+        filter = filter & ds.field("itemid").isin([int(i) for i in itemids])
+    return filter
+
+
+def _lake_batches(storage, source: str, window: Window, columns: list[str], hosts=None, itemids=None):
+    """Record batches of `columns` from the published lake files of the days the window touches,
+    streamed (bounded memory on a day of any size), filtered to whole seconds of the window: local
+    files with pushdown, HDFS files through ranged reads of only the columns needed."""
     import pyarrow.parquet as pq
 
     from etl.lake import layout, reader
 
-    filter = (ds.field("clock") >= window.start_s) & (ds.field("clock") <= window.end_s)
-    if hosts:
-        filter = filter & ds.field("host").isin(list(hosts))
-    parts = []
+    filter = _lake_filter(window, hosts, itemids)
+    needed = list(dict.fromkeys(columns + ["clock"] + (["host"] if hosts else []) + (["itemid"] if itemids else [])))
     for day in window.days():
         for rel in reader.partition_files(storage, layout.points_partition(source, day)):
             local = storage.local_path(rel)
             try:
                 if local is not None:
-                    table = ds.dataset(str(local), format="parquet").to_table(columns=ID_COLUMNS, filter=filter)
-                else:
-                    with storage.open_read(rel) as fh:
-                        table = pq.read_table(fh, columns=ID_COLUMNS, filters=filter)
+                    yield from ds.dataset(str(local), format="parquet").to_batches(columns=columns, filter=filter)
+                    continue
+                with storage.open_read(rel) as fh:
+                    for batch in pq.ParquetFile(fh).iter_batches(batch_size=262_144, columns=needed):
+                        table = pa.Table.from_batches([batch]).filter(filter).select(columns)
+                        yield from table.to_batches()
             except (OSError, pa.ArrowException) as exc:
                 raise StoreError(f"cannot read point ids from lake file {rel} ({storage.url}): {exc}") from exc
-            parts.append(_normalise(table))
+
+
+def lake_counts(storage, source: str, window: Window, bucket: dt.timedelta,
+                hosts: list[str] | None = None) -> dict[dt.datetime, int]:
+    """Published lake points per bucket start (a partition holds one row per point id, so rows are
+    points), from the clock and ns columns only."""
+    step = int(bucket.total_seconds())
+    totals: dict[int, int] = {}
+    for batch in _lake_batches(storage, source, window, ["clock", "ns"], hosts):
+        clock = batch.column(0).to_numpy().astype(np.int64)
+        t = clock * 1_000_000_000 + batch.column(1).to_numpy().astype(np.int64)
+        clock = clock[(t >= window.start_ns) & (t < window.end_ns)]
+        if len(clock):
+            buckets, n = np.unique(clock - clock % step, return_counts=True)
+            for b, k in zip(buckets.tolist(), n.tolist()):
+                totals[b] = totals.get(b, 0) + k
+    return {dt.datetime.fromtimestamp(b, tz=dt.timezone.utc): n for b, n in sorted(totals.items())}
+
+
+def lake_ids(storage, source: str, window: Window, hosts: list[str] | None = None,
+             itemids=None) -> pa.Table:
+    """(itemid, clock, ns, resolution) of the published lake points of `source` in `window` (meant
+    for narrow windows or a few items: it is materialised)."""
+    parts = [_normalise(pa.Table.from_batches([b])) for b in
+             _lake_batches(storage, source, window, ID_COLUMNS, hosts, itemids) if b.num_rows]
     if not parts:
         return empty_ids()
     return _exact(pa.concat_tables(parts), window)
@@ -142,18 +177,6 @@ def es_present(client, prefix: str, source: str, points: list[tuple[int, int, in
 
 # --- the union ---------------------------------------------------------------------------------------
 
-def _bucket_of(table: pa.Table, step: int) -> np.ndarray:
-    clock = table["clock"].to_numpy()
-    return clock - clock % step
-
-
-def _per_bucket(table: pa.Table, step: int) -> dict[dt.datetime, int]:
-    if table.num_rows == 0:
-        return {}
-    buckets, counts = np.unique(_bucket_of(table, step), return_counts=True)
-    return {dt.datetime.fromtimestamp(int(b), tz=dt.timezone.utc): int(n) for b, n in zip(buckets, counts)}
-
-
 def distinct(table: pa.Table) -> pa.Table:
     if table.num_rows == 0:
         return table
@@ -165,7 +188,6 @@ class StoreCounts:
     es: dict[dt.datetime, int] = field(default_factory=dict)
     lake: dict[dt.datetime, int] = field(default_factory=dict)
     union: dict[dt.datetime, int] = field(default_factory=dict)
-    lake_table: pa.Table = field(default_factory=empty_ids)   # the lake ids read (reused for lookups)
 
 
 def counts(settings, source: str, window: Window, bucket: dt.timedelta, *, client=None, storage=None,
@@ -186,8 +208,7 @@ def counts(settings, source: str, window: Window, bucket: dt.timedelta, *, clien
     storage = storage or open_storage(settings)
     out = StoreCounts()
     out.es = bucket_counts(client, settings.es_index_prefix, source, window, bucket, hosts=hosts)
-    out.lake_table = lake_ids(storage, source, window, hosts)
-    out.lake = _per_bucket(distinct(out.lake_table), step)
+    out.lake = lake_counts(storage, source, window, bucket, hosts)
     out.union = {b: n for b, n in out.es.items()}
     for start, n in out.lake.items():
         if not out.es.get(start):
@@ -196,29 +217,35 @@ def counts(settings, source: str, window: Window, bucket: dt.timedelta, *, clien
         if needed is not None and max(n, out.es[start]) >= needed.get(start, 0):
             out.union[start] = max(n, out.es[start])
             continue
-        # Both tiers hold points of this bucket: count the union by id.
+        # Both tiers hold points of this bucket and neither alone is complete: the union by id.
         span = Window(max(start, window.start), min(start + bucket, window.end))
         es_part = es_ids(client, settings.es_index_prefix, source, span, hosts)
-        lake_part = _exact(out.lake_table, span)
+        lake_part = lake_ids(storage, source, span, hosts)
         out.union[start] = distinct(pa.concat_tables([es_part, lake_part])).num_rows
     return out
 
 
-def present(settings, source: str, points: list[tuple[int, int, int, str]], lake_table: pa.Table, *,
-            client=None) -> set:
-    """Which of `points` the store holds: looked up in the lake ids already read, then in
-    Elasticsearch for the rest."""
+def present(settings, source: str, points: list[tuple[int, int, int, str]], *, client=None,
+            storage=None) -> set:
+    """Which of `points` (a few: quarantined ones) the store holds: looked up in the lake (their
+    items and time span only), then in Elasticsearch for the rest."""
+    from etl.lake.storage import open_storage
     from etl.search.client import es_client
 
     if not points:
         return set()
+    storage = storage or open_storage(settings)
     wanted = pa.table({"itemid": pa.array([p[0] for p in points], pa.int64()),
                        "clock": pa.array([p[1] for p in points], pa.int64()),
                        "ns": pa.array([p[2] for p in points], pa.int64()),
                        "resolution": pa.array([p[3] for p in points], pa.string())})
+    lo, hi = min(p[1] for p in points), max(p[1] for p in points)
+    span = Window(dt.datetime.fromtimestamp(lo, tz=dt.timezone.utc),
+                  dt.datetime.fromtimestamp(hi + 1, tz=dt.timezone.utc))
+    lake = lake_ids(storage, source, span, itemids=sorted({p[0] for p in points}))
     in_lake: set = set()
-    if lake_table.num_rows:
-        hit = wanted.join(distinct(lake_table), keys=ID_COLUMNS, join_type="inner")
+    if lake.num_rows:
+        hit = wanted.join(distinct(lake), keys=ID_COLUMNS, join_type="inner")
         in_lake = set(zip(*(hit[c].to_pylist() for c in ID_COLUMNS))) if hit.num_rows else set()
     rest = [p for p in points if p not in in_lake]
     if not rest:

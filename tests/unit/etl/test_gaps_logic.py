@@ -72,7 +72,6 @@ def test_lake_ids_reads_the_window_and_hosts(tmp_path):
 
 def test_present_finds_quarantined_points_in_the_lake_without_asking_elasticsearch(tmp_path):
     storage, points = _lake(tmp_path, T0.date())
-    lake = store.lake_ids(storage, "zabbix", Window(T0, T0 + dt.timedelta(days=1)))
     first = points.to_pylist()[0]
     held = (first["itemid"], first["clock"], first["ns"], "raw")
 
@@ -80,7 +79,19 @@ def test_present_finds_quarantined_points_in_the_lake_without_asking_elasticsear
         def search(self, **kw):
             raise AssertionError("asked Elasticsearch for a point the lake holds")
 
-    assert store.present(None, "zabbix", [held], lake, client=NoElasticsearch()) == {held}
+    assert store.present(None, "zabbix", [held], client=NoElasticsearch(), storage=storage) == {held}
+
+
+def test_lake_counts_per_bucket_stream_the_clock_column(tmp_path):
+    storage, points = _lake(tmp_path, T0.date())
+    window = Window(T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=5))
+    got = store.lake_counts(storage, "zabbix", window, dt.timedelta(hours=1), hosts=["b"])
+    expected: dict = {}
+    for r in points.to_pylist():
+        if r["host"] == "b" and window.contains_ns(r["clock"] * 10**9 + r["ns"]):
+            start = dt.datetime.fromtimestamp(r["clock"] - r["clock"] % 3600, UTC)
+            expected[start] = expected.get(start, 0) + 1
+    assert got == expected and sum(got.values()) > 0
 
 
 def test_distinct_counts_duplicate_rows_once():
