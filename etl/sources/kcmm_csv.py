@@ -312,15 +312,19 @@ class KcmmCsvSource:
         self.stats["bad_rows"] += len(parsed.bad)
 
     def count(self, window, bucket: dt.timedelta) -> dict[dt.datetime, int]:
-        """Rows per bucket in every complete export in the folder (read or not)."""
+        """Points per bucket in every complete export in the folder (read or not); a sample exported
+        twice (same machine, counter and time, in one file or two) is one point, as in the store."""
         starts = bucket_starts(window, bucket)
         counts = {s: 0 for s in starts}
         step = int(bucket.total_seconds())
+        seen: set[tuple[int, int, int]] = set()
         for path in self.inbox.complete_files():
             parsed = parse_csv(path.read_bytes(), path.name, self.mapping)
             mask = self._host_mask(parsed)
-            for clock, ns in zip(parsed.clock[mask].tolist(), parsed.ns[mask].tolist()):
-                if window.contains_ns(clock * 1_000_000_000 + ns):
+            for itemid, clock, ns in zip(np.asarray(parsed.itemid, dtype=np.int64)[mask].tolist(), parsed.clock[mask].tolist(),
+                                         parsed.ns[mask].tolist()):
+                if window.contains_ns(clock * 1_000_000_000 + ns) and (itemid, clock, ns) not in seen:
+                    seen.add((itemid, clock, ns))
                     b = dt.datetime.fromtimestamp(clock - clock % step, tz=dt.timezone.utc)
                     counts[b] = counts.get(b, 0) + 1
         return counts

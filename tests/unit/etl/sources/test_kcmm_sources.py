@@ -200,3 +200,17 @@ def test_sample_failures_are_the_same_when_an_overlapping_range_is_generated_aga
     cut = (start + dt.timedelta(hours=10)).astimezone(dt.timezone(dt.timedelta(hours=8))).replace(tzinfo=None)
     assert short and short == {k for k in longer if k[2] < cut}
     assert all(np.isnan(v) for v, s in zip(cols["value"], cols["status"]) if s == 1)
+
+
+def test_count_takes_a_sample_exported_twice_once(inbox):
+    """gaps compares like with like: the store keeps one point per (machine, counter, time)."""
+    settings, folder = inbox
+    row = _row(t="2026-11-25 09:10:00.000")
+    (folder / "a.csv").write_bytes((HEADER + row + row + _row(t="2026-11-25 09:20:00.000")).encode())
+    (folder / "b.csv").write_bytes((HEADER + row).encode())
+    for name in ("a.csv", "b.csv"):
+        os.utime(folder / name, (time.time() - 600,) * 2)
+    counts = KcmmCsvSource(settings).count(_window(9, 10), dt.timedelta(hours=1))
+    assert list(counts.values()) == [2]
+    rows, _ = _extract(settings, _window(9, 10))
+    assert len({(r["itemid"], r["clock"], r["ns"]) for r in rows}) == 2
