@@ -167,10 +167,11 @@ class Quarantine:
 
 
 class _locked:
-    """An exclusive lock beside a quarantine file while it is tidied (two runs of one window)."""
+    """An exclusive lock on the area folder while a file is opened and tidied (two runs of one
+    window); one lock file per folder, not one per quarantine file."""
 
     def __init__(self, path: Path):
-        self.lock_path = path.parent / f".{path.name}.lock"
+        self.lock_path = path.parent / ".lock"
 
     def __enter__(self):
         self.fd = os.open(self.lock_path, os.O_WRONLY | os.O_CREAT, 0o600)
