@@ -302,7 +302,11 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             loaded += _by_type(prepared.batch) - (_by_type(prepared.batch.take(pa.array(failed_rows, type=pa.int64())))
                                                   if failed_rows else Counter())
             meter.update(loaded=result.loaded, quarantined=len(failed_rows))
+        # Two-phase sources (kcmm/csv) record their input as consumed only now that every bulk
+        # request was acknowledged; on any failure above they forget it and re-read next time.
+        getattr(point_source, "commit", lambda: None)()
     finally:
+        getattr(point_source, "abandon", lambda: None)()
         quarantine.close()
         meter.close()
     if touched:
