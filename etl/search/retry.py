@@ -17,15 +17,15 @@ its node-pool chatter about a single node being "dead" is dropped: the one error
 from __future__ import annotations
 
 import logging
-import random
 import re
 import time
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, Transport
 from elastic_transport.client_utils import DEFAULT
 
+from etl.backoff import Backoff
 from etl.errors import IndexWriteBlocked, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -37,19 +37,6 @@ _sleep = time.sleep  # tests replace it
 _clock = time.monotonic
 _ERRNO = re.compile(r"\[Errno -?\d+\] ([^'\")]+)")
 _BLOCKED_INDEX = re.compile(r"index \[([^\]]+)\] blocked")
-
-
-@dataclass(frozen=True)
-class Backoff:
-    """Exponential backoff with jitter: attempt n waits a random time in [d/2, d], d = base * 2**n
-    capped at `cap`, so many writers that failed together do not come back together."""
-
-    base: float = 0.5
-    cap: float = 30.0
-
-    def delay(self, attempt: int, rng=random) -> float:
-        d = min(self.cap, self.base * (2 ** attempt))
-        return d / 2 + rng.uniform(0, d / 2)
 
 
 def _short_reason(exc: Exception) -> str:

@@ -241,3 +241,74 @@ def test_host_groups_come_through_on_every_api_version(version):
     src = ZabbixApiSource(Settings(), api=FakeApi([], version=version))
     catalog, _ = src.catalog()
     assert catalog[1].host_groups == ("g",)
+
+
+class ScriptedApi:
+    """send_api_request answers from a script: an exception factory or a result."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.calls = 0
+
+    def send_api_request(self, method, params):
+        self.calls += 1
+        step = self.script.pop(0)
+        if callable(step):
+            step()
+        return {"result": step}
+
+
+def _http(code, body=b""):
+    import io
+
+    def fail():
+        try:
+            raise HTTPError("http://x", code, "Server Error", {}, io.BytesIO(body))
+        except HTTPError as err:
+            raise ProcessingError("Unable to connect to http://x:", err) from None
+    return fail
+
+
+def _timeout():
+    from urllib.error import URLError
+
+    def fail():
+        try:
+            raise URLError(TimeoutError("timed out"))
+        except URLError as err:
+            raise ProcessingError("Unable to connect to http://x:", err) from None
+    return fail
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    from etl.sources import zabbix_api
+
+    pauses = []
+    monkeypatch.setattr(zabbix_api, "_sleep", pauses.append)
+    return pauses
+
+
+def test_only_an_empty_http_500_is_the_memory_wall(no_sleep):
+    src = ZabbixApiSource(Settings(), api=ScriptedApi([_http(500)]))
+    with pytest.raises(TooBig):
+        src.call("history.get", {})
+    assert no_sleep == []
+
+
+@pytest.mark.parametrize("failure", [_http(500, b"<html>Internal error</html>"), _http(502), _http(503), _timeout()])
+def test_other_5xx_and_timeouts_are_retried_then_fail_with_a_clear_error(no_sleep, failure):
+    api = ScriptedApi([failure, failure, "ok"])
+    assert ZabbixApiSource(Settings(), api=api).call("history.get", {}) == "ok"
+    assert api.calls == 3 and len(no_sleep) == 2
+    api = ScriptedApi([failure] * 10)
+    with pytest.raises(SourceError, match=r"history.get failed 4 times: (HTTP 5\d\d|timed out)"):
+        ZabbixApiSource(Settings(), api=api, retries=3).call("history.get", {})
+    assert api.calls == 4
+
+
+def test_a_client_error_is_not_retried(no_sleep):
+    api = ScriptedApi([_http(403)])
+    with pytest.raises(SourceError, match="HTTP 403"):
+        ZabbixApiSource(Settings(), api=api).call("history.get", {})
+    assert api.calls == 1 and no_sleep == []
