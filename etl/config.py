@@ -80,6 +80,11 @@ class Settings:
     zabbix_password: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_PASSWORD", "zabbix")))
     zabbix_token: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_TOKEN")))
     zabbix_db_url: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_DB_URL", "")))
+    # Timeouts (seconds) of database-mode sources (Zabbix DB, KCMM DB) and of WebHDFS requests: a
+    # service that hangs fails the run (which is then retried) instead of holding it forever.
+    db_connect_timeout_seconds: int = field(default_factory=lambda: _env_int("DB_CONNECT_TIMEOUT_SECONDS", 10))
+    db_statement_timeout_seconds: int = field(default_factory=lambda: _env_int("DB_STATEMENT_TIMEOUT_SECONDS", 900))
+    hdfs_timeout_seconds: int = field(default_factory=lambda: _env_int("HDFS_TIMEOUT_SECONDS", 120))
 
     # KCMM: its database (SQLAlchemy URL) and/or the folder its CSV exports are dropped into.
     kcmm_db_url: Secret = field(default_factory=lambda: Secret(_env("KCMM_DB_URL", "")))
