@@ -91,7 +91,8 @@ def log_job_tasks(job: str) -> None:
     def notify(summary: dict) -> dict:
         from etl.notify import notify_stored
 
-        return notify_stored(_monetl.settings(), summary["notify"])
+        # job: also earlier findings whose notify failed through all its retries
+        return notify_stored(_monetl.settings(), summary["notify"], job=summary["job"])
 
     notify(analyse())
 

@@ -120,6 +120,9 @@ class Settings:
     notify_smtp_starttls: bool = field(default_factory=lambda: _env("NOTIFY_SMTP_STARTTLS", "0").lower() in ("1", "true", "yes"))
     notify_webhook_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WEBHOOK_URL")))
     notify_wecom_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WECOM_URL")))
+    # A finding whose notification failed through every retry is sent by a later run of its job if
+    # it is at most this many days old.
+    notify_backlog_days: int = field(default_factory=lambda: _env_int("NOTIFY_BACKLOG_DAYS", 7))
 
     # Business logs: syslog-style lines carry no year and no zone (see etl/logs/load.py).
     log_year: int | None = field(default_factory=lambda: _env_int("LOG_YEAR", 0) or None)
