@@ -8,8 +8,8 @@ Every request goes through `RetryingTransport` (etl.search.client makes the clie
   * an index write block (`cluster_block_exception`, e.g. `index.blocks.write` set by compaction
     between its scan and the delete) is waited out for up to `es_block_wait_seconds`, then
     `IndexWriteBlocked` names the index. Nothing is lost: the caller never counted those writes.
-A bulk request answers 200 with the block on each item instead, so `retry_blocked_items` re-sends
-just those documents under the same wait.
+A bulk request answers 200 with the block (or a 429/503) on each item instead, so
+`retry_blocked_items` re-sends just those documents under the same waits.
 
 The client's own retries (immediate, with a traceback logged per attempt) are switched off, and
 its node-pool chatter about a single node being "dead" is dropped: the one error says it all."""
@@ -120,38 +120,62 @@ class RetryingTransport(Transport):
             attempt += 1
 
 
-def retry_blocked_items(client, docs, send, result, on_wait=None):
-    """Re-send the documents of `result.failed` that met an index write block until they load, for
-    up to the transport's `block_wait_seconds`; then raise IndexWriteBlocked naming the index.
+def _transient_item(reason: str) -> str | None:
+    """"block" for a write-block refusal, "busy" for a 429/503 one (queue full, shards not yet
+    started after a node restart), None for a refusal of the document itself."""
+    if "cluster_block_exception" in reason:
+        return "block"
+    if reason.startswith(("elasticsearch rejected the document: HTTP 503",
+                          "elasticsearch rejected the document: HTTP 429")):
+        return "busy"
+    return None
+
+
+def retry_blocked_items(client, docs, send, result):
+    """Re-send the documents of `result.failed` that Elasticsearch refused for a passing reason (an
+    index write block; 429/503, e.g. shards still starting after a restart) until they load: for up
+    to the transport's `block_wait_seconds` while blocked, `retry_seconds` otherwise. Then raise
+    IndexWriteBlocked naming the index, or StoreUnavailable; such documents are never quarantined.
 
     `send(subset)` bulk-loads a Documents subset and returns its LoadResult; rows map back to `docs`."""
-    wait = getattr(getattr(client, "transport", None), "block_wait_seconds", DEFAULT_BLOCK_WAIT_SECONDS)
-    backoff = getattr(getattr(client, "transport", None), "backoff", Backoff())
+    transport = getattr(client, "transport", None)
+    block_wait = getattr(transport, "block_wait_seconds", DEFAULT_BLOCK_WAIT_SECONDS)
+    busy_wait = getattr(transport, "retry_seconds", DEFAULT_RETRY_SECONDS)
+    backoff = getattr(transport, "backoff", Backoff())
     started, attempt = _clock(), 0
     while True:
-        blocked = [row for row, reason in result.failed.items() if "cluster_block_exception" in reason]
-        if not blocked:
+        kinds = {row: _transient_item(reason) for row, reason in result.failed.items()}
+        again_rows = [row for row, kind in kinds.items() if kind]
+        if not again_rows:
             return result
-        index = docs.indices[blocked[0]]
+        blocked = "block" in kinds.values()
+        index = docs.indices[again_rows[0]]
         elapsed = _clock() - started
+        wait = block_wait if blocked else busy_wait
         if elapsed >= wait:
-            raise IndexWriteBlocked(
-                f"index {index} is write-blocked (a compaction of its day is in progress?): {len(blocked)} "
-                f"documents still refused after {elapsed:.0f} s; they are not counted as loaded, re-run "
-                f"once the compaction has finished")
+            if blocked:
+                raise IndexWriteBlocked(
+                    f"index {index} is write-blocked (a compaction of its day is in progress?): {len(again_rows)} "
+                    f"documents still refused after {elapsed:.0f} s; they are not counted as loaded, re-run "
+                    f"once the compaction has finished")
+            raise StoreUnavailable(
+                f"Elasticsearch kept refusing {len(again_rows)} documents for {index} for {elapsed:.0f} s "
+                f"({result.failed[again_rows[0]][len('elasticsearch rejected the document: '):][:200]}); "
+                f"they are not counted as loaded, re-run the same window")
         pause = min(backoff.delay(attempt), max(0.0, wait - elapsed) + 0.01)
         log.log(logging.INFO if attempt == 0 else logging.DEBUG,
-                "index %s write-blocked for %d documents; waiting up to %.0f s (retry %d in %.1f s)", index,
-                len(blocked), wait, attempt + 1, pause)
+                "%d documents for %s refused for now (%s); retrying for up to %.0f s (retry %d in %.1f s)",
+                len(again_rows), index, "index write-blocked" if blocked else "node busy or starting", wait,
+                attempt + 1, pause)
         _sleep(pause)
         attempt += 1
-        subset = type(docs)(**{f.name: [getattr(docs, f.name)[r] for r in blocked] for f in fields(docs)})
+        subset = type(docs)(**{f.name: [getattr(docs, f.name)[r] for r in again_rows] for f in fields(docs)})
         again = send(subset)
-        for row in blocked:
+        for row in again_rows:
             del result.failed[row]
         result.loaded += again.loaded
         for sub_row, reason in again.failed.items():
-            result.failed[blocked[sub_row]] = reason
+            result.failed[again_rows[sub_row]] = reason
 
 
 class _QuietNodePool(logging.Filter):

@@ -152,3 +152,18 @@ def test_bulk_items_still_blocked_after_the_wait_fail_the_load(client):
     ScriptedNode.script = [lambda body: _bulk_answer(body, set(docs.ids)) for _ in range(100)]
     with pytest.raises(IndexWriteBlocked, match="3 documents still refused"):
         load.bulk(es, docs)
+
+
+def test_bulk_items_refused_with_503_while_shards_start_are_resent(client):
+    es, pauses = client
+    docs = load.documents(batch([point(itemid=i) for i in range(1, 4)]), "tc")
+
+    def unavailable(body):
+        items = [{"index": {"_id": json.loads(line)["index"]["_id"], "status": 503,
+                            "error": {"type": "unavailable_shards_exception", "reason": "primary shard is not active"}}}
+                 for line in body.decode().splitlines()[::2]]
+        return 200, {"errors": True, "took": 1, "items": items}
+
+    ScriptedNode.script = [unavailable, lambda body: _bulk_answer(body, set())]
+    result = load.bulk(es, docs)
+    assert result.loaded == 3 and result.failed == {} and len(pauses) == 1
