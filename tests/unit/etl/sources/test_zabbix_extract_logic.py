@@ -312,3 +312,46 @@ def test_a_client_error_is_not_retried(no_sleep):
     with pytest.raises(SourceError, match="HTTP 403"):
         ZabbixApiSource(Settings(), api=api).call("history.get", {})
     assert api.calls == 1 and no_sleep == []
+
+
+def test_cli_exits_2_with_one_clear_line_when_the_api_keeps_answering_502(monkeypatch, capsys):
+    # A local HTTP stand-in for the Zabbix frontend: version and login work, every other call 502s.
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from etl import cli
+    from etl.sources import zabbix_api
+
+    class Frontend(BaseHTTPRequestHandler):
+        def do_POST(self):
+            request = _json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answers = {"apiinfo.version": "6.0.40", "user.login": "0424bd59b807674191e7d77572075f33"}
+            if request["method"] in answers:
+                body, status = _json.dumps({"jsonrpc": "2.0", "result": answers[request["method"]],
+                                            "id": request.get("id")}).encode(), 200
+            else:
+                body, status = b"<html>502 Bad Gateway</html>", 502
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Frontend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api_jsonrpc.php"
+        monkeypatch.setenv("MONETL_ZABBIX_URL", url)
+        monkeypatch.setattr(zabbix_api, "_sleep", lambda s: None)
+        code = cli.main(["gaps", "zabbix", "--start", "2026-11-25T00:00Z", "--end", "2026-11-25T01:00Z"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("monetl: error:")]
+    assert errors == [f"monetl: error: zabbix API {url}: host.get failed 4 times: HTTP 502 Bad Gateway"], err
