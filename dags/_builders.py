@@ -77,7 +77,9 @@ def ingest_cron() -> str:
 def log_job_tasks(job: str) -> None:
     """analyse -> notify for the log-analysis `job`, added to the DAG being defined."""
 
-    @task(execution_timeout=dt.timedelta(minutes=20))
+    # max_active_tis_per_dag: the one-at-a-time bound also holds for backfill runs, which Airflow
+    # counts against the backfill's own --max-active-runs (default 10), not the DAG's.
+    @task(execution_timeout=dt.timedelta(minutes=20), max_active_tis_per_dag=LOG_JOB_DAG_ARGS["max_active_runs"])
     def analyse(**context) -> dict:
         from etl.logs.jobs import run_job
 
@@ -91,7 +93,8 @@ def log_job_tasks(job: str) -> None:
     def notify(summary: dict) -> dict:
         from etl.notify import notify_stored
 
-        return notify_stored(_monetl.settings(), summary["notify"])
+        # job: also earlier findings whose notify failed through all its retries
+        return notify_stored(_monetl.settings(), summary["notify"], job=summary["job"])
 
     notify(analyse())
 
@@ -99,7 +102,9 @@ def log_job_tasks(job: str) -> None:
 def metrics_tasks(source: str) -> None:
     """The one ingest task of a metrics DAG for `source`, added to the DAG being defined."""
 
-    @task(execution_timeout=dt.timedelta(minutes=30))
+    # ≤ 4 ingests at once for scheduled, catch-up and backfill runs alike (a backfill's runs are
+    # bounded by its own --max-active-runs, default 10, not by the DAG's max_active_runs).
+    @task(execution_timeout=dt.timedelta(minutes=30), max_active_tis_per_dag=METRICS_DAG_ARGS["max_active_runs"])
     def ingest(**context) -> dict:
         from etl import ingest as pipeline
         from etl.errors import StoreError
@@ -124,8 +129,9 @@ All numbers are Elasticsearch aggregations (`etl.logs.jobs.{job}`); thresholds a
 * Schedule: `CronDataIntervalTimetable("{cron}")`, UTC. `catchup=True` from the start date
   (`MONETL_DAGS_START`, the go-live date; default {start_default}) so missed intervals run after
   an outage, one at a time (`max_active_runs=1`: runs of one job rewrite the same day partition).
-* Past windows: `airflow backfill create --dag-id {dag_id} --from-date ... --to-date ...`
-  (unpaused DAG), or without a scheduler `monetl logs run {job} --start ... --end ... [--notify]`.
+* Past windows: `airflow backfill create --dag-id {dag_id} --from-date A --to-date B
+  --max-active-runs 1 --reprocess-behavior failed` (dates inclusive: B is the start of the last
+  interval; unpaused DAG), or without a scheduler `monetl logs run {job} --start ... --end ... [--notify]`.
 
 Owner: {owner}. XCom: counts and fingerprints, never findings or documents.
 """
@@ -140,8 +146,10 @@ _METRICS_OPERATIONS = """\
 * Retries with exponential backoff (`_monetl.DEFAULT_ARGS`); a failed or killed run is repaired
   by running it again.
 * Past windows: `airflow backfill create --dag-id {dag_id} --from-date 2026-11-24T00:00:00
-  --to-date 2026-11-25T00:00:00` (the DAG must be unpaused: backfill runs stay queued on a
-  paused DAG), or without a scheduler `monetl ingest {source} --start ... --end ...`;
+  --to-date 2026-11-24T23:55:00 --max-active-runs {max_active_runs} --reprocess-behavior failed`
+  (both dates are inclusive logical dates = interval starts; `failed` re-runs failed runs, the
+  default `none` skips every date that has a run; the DAG must be unpaused: backfill runs stay
+  queued on a paused DAG), or without a scheduler `monetl ingest {source} --start ... --end ...`;
   `monetl gaps` / `monetl backfill` find and fill missing hours.
 
 Owner: {owner}. XCom: the run summary (counts, quarantine path), never data.

@@ -19,6 +19,9 @@ DEFAULT_ARGS = {
     "retry_delay": dt.timedelta(minutes=1),
     "retry_exponential_backoff": True,
     "max_retry_delay": dt.timedelta(minutes=15),
+    # Every task is bounded: a hung source or store fails the try (then retried) instead of
+    # holding a worker slot. Tasks that need longer say so on their own @task.
+    "execution_timeout": dt.timedelta(hours=1),
 }
 
 

@@ -3,6 +3,8 @@ the HTML summary, then the optional HDFS copy / Tableau Server publish."""
 
 from __future__ import annotations
 
+import datetime as dt
+
 from airflow.sdk import Asset, Param, dag, task
 
 from _builders import NO_CATCHUP_DAG_ARGS
@@ -43,7 +45,7 @@ duplicate. Same work by hand: `monetl extracts build --start D --end D`. Owner: 
     **NO_CATCHUP_DAG_ARGS,
 )
 def reports():
-    @task
+    @task(execution_timeout=dt.timedelta(minutes=10))
     def report_days(**context) -> list[str]:
         from etl.extracts.pipeline import report_days_for_run
 
@@ -53,13 +55,13 @@ def reports():
         days = report_days_for_run(settings(), extras, params.get("days"), int(params["newest_lake_days"]))
         return [d.isoformat() for d in days]
 
-    @task
+    @task(execution_timeout=dt.timedelta(minutes=5))
     def extract_names() -> list[str]:
         from etl.extracts.definition import load_all
 
         return list(load_all())
 
-    @task(max_active_tis_per_dagrun=2)
+    @task(max_active_tis_per_dagrun=2, execution_timeout=dt.timedelta(hours=2))
     def build(name: str, days: list[str]) -> list[str]:
         from etl.extracts.build import build as build_extracts
         from etl.extracts.periods import parse_day
@@ -68,13 +70,13 @@ def reports():
             return [f"{name}: no report days to build"]
         return [r.line() for r in build_extracts(settings(), name, [parse_day(d) for d in days])]
 
-    @task
+    @task(execution_timeout=dt.timedelta(minutes=20))
     def summary(built: list[list[str]]) -> str:
         from etl.extracts.summary import write_summary
 
         return str(write_summary(settings()))
 
-    @task
+    @task(execution_timeout=dt.timedelta(hours=1))
     def copies(summary_path: str, names: list[str]) -> list[str]:
         from pathlib import Path
 

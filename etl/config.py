@@ -69,6 +69,10 @@ class Settings:
     es_index_prefix: str = field(default_factory=lambda: _env("ES_INDEX_PREFIX", "monetl"))
     # Replicas of point/log indices: 0 on the single local node, >= 1 on a real cluster.
     es_replicas: int = field(default_factory=lambda: _env_int("ES_REPLICAS", 0))
+    # How long a request is retried (backoff + jitter) on 429/5xx/connection errors, and how long a
+    # write waits out an index write block (compaction) before failing; seconds (etl/search/retry.py).
+    es_retry_seconds: int = field(default_factory=lambda: _env_int("ES_RETRY_SECONDS", 120))
+    es_block_wait_seconds: int = field(default_factory=lambda: _env_int("ES_BLOCK_WAIT_SECONDS", 900))
 
     # Zabbix JSON-RPC API and (optional, read-only) direct database access.
     zabbix_url: str = field(default_factory=lambda: _env("ZABBIX_URL", ""))
@@ -76,6 +80,11 @@ class Settings:
     zabbix_password: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_PASSWORD", "zabbix")))
     zabbix_token: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_TOKEN")))
     zabbix_db_url: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_DB_URL", "")))
+    # Timeouts (seconds) of database-mode sources (Zabbix DB, KCMM DB) and of WebHDFS requests: a
+    # service that hangs fails the run (which is then retried) instead of holding it forever.
+    db_connect_timeout_seconds: int = field(default_factory=lambda: _env_int("DB_CONNECT_TIMEOUT_SECONDS", 10))
+    db_statement_timeout_seconds: int = field(default_factory=lambda: _env_int("DB_STATEMENT_TIMEOUT_SECONDS", 900))
+    hdfs_timeout_seconds: int = field(default_factory=lambda: _env_int("HDFS_TIMEOUT_SECONDS", 120))
 
     # KCMM: its database (SQLAlchemy URL) and/or the folder its CSV exports are dropped into.
     kcmm_db_url: Secret = field(default_factory=lambda: Secret(_env("KCMM_DB_URL", "")))
@@ -111,6 +120,9 @@ class Settings:
     notify_smtp_starttls: bool = field(default_factory=lambda: _env("NOTIFY_SMTP_STARTTLS", "0").lower() in ("1", "true", "yes"))
     notify_webhook_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WEBHOOK_URL")))
     notify_wecom_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WECOM_URL")))
+    # A finding whose notification failed through every retry is sent by a later run of its job if
+    # it is at most this many days old.
+    notify_backlog_days: int = field(default_factory=lambda: _env_int("NOTIFY_BACKLOG_DAYS", 7))
 
     # Business logs: syslog-style lines carry no year and no zone (see etl/logs/load.py).
     log_year: int | None = field(default_factory=lambda: _env_int("LOG_YEAR", 0) or None)

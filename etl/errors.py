@@ -32,3 +32,11 @@ class BadRecord(MonetlError):
         super().__init__(f"{record_ref}: {reason}")
         self.record_ref = record_ref
         self.reason = reason
+
+
+class StoreUnavailable(StoreError):
+    """Elasticsearch could not be reached (or kept timing out) for the whole retry budget."""
+
+
+class IndexWriteBlocked(StoreError):
+    """Writes to an index stayed blocked (a compaction in progress) for the whole wait."""

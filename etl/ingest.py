@@ -161,14 +161,14 @@ class Progress:
             self._rich.update(self._task, description=text)
         elif self.mode == "plain" and time.monotonic() - self._last_plain >= 5:
             self._last_plain = time.monotonic()
-            print(text, file=sys.stderr, flush=True)
+            log.info("%s", text)  # logging, not stderr: Airflow 3 logs a task's stderr at ERROR
 
     def close(self) -> None:
         if self._rich is not None:
             self._rich.stop()
         elif self.mode == "plain":
-            print(f"{self.title}: done, read {self.read:,} loaded {self.loaded:,} quarantined "
-                  f"{self.quarantined:,} in {time.monotonic() - self._started:.1f}s", file=sys.stderr, flush=True)
+            log.info("%s: done, read %s loaded %s quarantined %s in %.1fs", self.title, f"{self.read:,}",
+                     f"{self.loaded:,}", f"{self.quarantined:,}", time.monotonic() - self._started)
 
 
 @dataclass
@@ -306,7 +306,11 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             loaded += _by_type(prepared.batch) - (_by_type(prepared.batch.take(pa.array(failed_rows, type=pa.int64())))
                                                   if failed_rows else Counter())
             meter.update(loaded=result.loaded, quarantined=len(failed_rows))
+        # Two-phase sources (kcmm/csv) record their input as consumed only now that every bulk
+        # request was acknowledged; on any failure above they forget it and re-read next time.
+        getattr(point_source, "commit", lambda: None)()
     finally:
+        getattr(point_source, "abandon", lambda: None)()
         quarantine.close()
         meter.close()
     if touched:

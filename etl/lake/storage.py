@@ -116,12 +116,14 @@ class LocalStorage(Storage):
 class WebHdfsStorage(Storage):
     """HDFS via WebHDFS (python `hdfs` package, InsecureClient as settings.hdfs_user)."""
 
-    def __init__(self, http_url: str, root: str, user: str):
+    def __init__(self, http_url: str, root: str, user: str, timeout: float = 120):
         from hdfs import InsecureClient
 
         self.root = "/" + root.strip("/") if root.strip("/") else ""
         self.url = f"webhdfs://{urlparse(http_url).netloc}{self.root}"
-        self.client = InsecureClient(http_url, user=user)
+        # (connect, read): a namenode that does not answer fails the call, never hangs the run.
+        self.timeout = (min(10.0, timeout), timeout)
+        self.client = InsecureClient(http_url, user=user, timeout=self.timeout)
 
     def _p(self, path: str) -> str:
         rel = _check_relative(path)
@@ -232,5 +234,5 @@ def open_storage(settings: Settings, lake_url: str | None = None) -> Storage:
     if parsed.scheme == "webhdfs":
         host = parsed.hostname or "127.0.0.1"
         port = parsed.port or settings.hdfs_http_port
-        return WebHdfsStorage(f"http://{host}:{port}", parsed.path, settings.hdfs_user)
+        return WebHdfsStorage(f"http://{host}:{port}", parsed.path, settings.hdfs_user, settings.hdfs_timeout_seconds)
     raise ConfigError(f"lake_url {url!r}: use file:///path or webhdfs://host:port/path")

@@ -82,17 +82,48 @@ def notify_findings(settings: Settings, result, es=None, notifiers: list[Notifie
 
 
 def notify_stored(settings: Settings, fingerprints: list[str], es=None,
-                  notifiers: list[Notifier] | None = None) -> dict[str, int]:
+                  notifiers: list[Notifier] | None = None, job: str | None = None) -> dict[str, int]:
     """Notify findings by fingerprint as stored in the findings index (the DAG path: the analysis
-    task hands over fingerprints through XCom, never the findings themselves)."""
+    task hands over fingerprints through XCom, never the findings themselves). With `job`, also the
+    job's earlier findings some channel never got (a notify that failed through all its retries)."""
     from etl.logs.jobs.common import findings_index
     from etl.notify.dedup import EsSentLog
     from etl.search.client import es_client
 
     notifiers = notifiers if notifiers is not None else notifiers_from_settings(settings)
-    if not notifiers or not fingerprints:
-        return {n.name: 0 for n in notifiers}
+    if not notifiers:
+        return {}
     es = es or es_client(settings)
     index = findings_index(settings.es_index_prefix)
-    docs = [d["_source"] for d in es.mget(index=index, ids=list(fingerprints))["docs"] if d.get("found")]
+    wanted = set(fingerprints)
+    if job:
+        backlog = unsent_earlier(es, index, job, [n.name for n in notifiers], settings.notify_min_severity,
+                                 settings.notify_backlog_days)
+        if backlog - wanted:
+            log.info("%s: %d earlier finding(s) not yet notified on every channel; sending them too", job,
+                     len(backlog - wanted))
+        wanted |= backlog
+    if not wanted:
+        return {n.name: 0 for n in notifiers}
+    docs = [d["_source"] for d in es.mget(index=index, ids=sorted(wanted))["docs"] if d.get("found")]
     return send_new(docs, notifiers, EsSentLog(es, index), settings.notify_min_severity)
+
+
+def unsent_earlier(es, index: str, job: str, channels: list[str], min_severity: str, days: int,
+                   limit: int = 1000) -> set[str]:
+    """Fingerprints of `job`'s findings of the last `days` UTC days at or above `min_severity` that
+    at least one of `channels` has not been sent."""
+    import datetime as dt
+
+    if min_severity not in SEVERITIES:
+        raise ConfigError(f"notify severity {min_severity!r} is not one of {', '.join(SEVERITIES)}")
+    severities = SEVERITIES[SEVERITIES.index(min_severity):]
+    since = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=days)).isoformat()
+    query = {"bool": {
+        "filter": [{"term": {"job": job}}, {"terms": {"severity": list(severities)}},
+                   {"range": {"day": {"gte": since}}}],
+        "should": [{"bool": {"must_not": {"term": {"notified_channels": c}}}} for c in channels],
+        "minimum_should_match": 1}}
+    response = es.search(index=index, query=query, size=limit, source=False, ignore_unavailable=True,
+                         allow_no_indices=True)
+    return {hit["_id"] for hit in response["hits"]["hits"]}

@@ -19,12 +19,17 @@ def redact_url(url: str) -> str:
 def es_client(settings: Settings, request_timeout: float = 60.0):
     from elasticsearch import Elasticsearch
 
+    from etl.search.retry import RetryingTransport, quiet_client_logs
+
     kwargs: dict = {
         "request_timeout": request_timeout,
-        "retry_on_timeout": True,
-        "max_retries": 5,
-        # 429 and 5xx from an overloaded node are retried by the transport with backoff.
-        "retry_on_status": (429, 502, 503, 504),
+        # Retries (429/5xx, connection errors, write blocks) with backoff and jitter live in
+        # etl.search.retry; the client's own are immediate and log a traceback per attempt.
+        # (RetryingTransport forces the client's max_retries to 0; passing 0 per request, as
+        # `client.options(max_retries=0)` does, switches monetl's retries off too.)
+        "transport_class": RetryingTransport,
+        "retry_on_timeout": False,
+        "retry_on_status": (),
     }
     if settings.es_api_key:
         kwargs["api_key"] = settings.es_api_key.reveal()
@@ -33,7 +38,10 @@ def es_client(settings: Settings, request_timeout: float = 60.0):
     if settings.es_ca_certs:
         kwargs["ca_certs"] = settings.es_ca_certs
     try:
-        return Elasticsearch(settings.es_url, **kwargs)
+        client = Elasticsearch(settings.es_url, **kwargs)
     except Exception as exc:  # the client's own message may echo the URL: redact it
         raise StoreError(f"cannot create Elasticsearch client for {redact_url(settings.es_url)}: "
                          f"{redact_url(str(exc))}") from None
+    quiet_client_logs()
+    client.transport.configure(redact_url(settings.es_url), settings.es_retry_seconds, settings.es_block_wait_seconds)
+    return client

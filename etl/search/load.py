@@ -123,8 +123,19 @@ def _reason(item: dict) -> str:
 def bulk(client, docs: Documents, *, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES,
          max_retries: int = MAX_RETRIES, on_chunk=None) -> LoadResult:
     """Index `docs`; returns how many loaded and which rows failed (with Elasticsearch's reason).
+    Documents refused by an index write block are re-sent until it lifts (etl.search.retry).
 
     `on_chunk(n_docs)` is called after each acknowledged request (progress; tests inject faults)."""
+    from etl.search.retry import retry_blocked_items
+
+    result = _bulk_once(client, docs, chunk_docs=chunk_docs, chunk_bytes=chunk_bytes, max_retries=max_retries,
+                        on_chunk=on_chunk)
+    return retry_blocked_items(client, docs, lambda subset: _bulk_once(
+        client, subset, chunk_docs=chunk_docs, chunk_bytes=chunk_bytes, max_retries=max_retries), result)
+
+
+def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, max_retries: int,
+               on_chunk=None) -> LoadResult:
     from elasticsearch.helpers import streaming_bulk
 
     result = LoadResult()
@@ -145,6 +156,8 @@ def bulk(client, docs: Documents, *, chunk_docs: int = CHUNK_DOCS, chunk_bytes: 
             if on_chunk is not None and (done % chunk_docs == 0 or done == len(docs)):
                 result.chunks += 1
                 on_chunk(done)
+    except StoreError:  # already says what happened (Elasticsearch unreachable, index blocked)
+        raise
     except Exception as exc:
         from etl.search.client import redact_url
 

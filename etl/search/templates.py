@@ -36,6 +36,8 @@ def apply_points_template(client, settings: Settings) -> str:
     name = points_template_name(settings)
     try:
         client.indices.put_index_template(name=name, **points_template(settings))
+    except StoreError:  # Elasticsearch unreachable: that error already names the URL, once
+        raise
     except Exception as exc:  # a connection error's text may carry the URL: redact it
         from etl.search.client import redact_url
 

@@ -7,9 +7,12 @@ closed, so we cannot make it rename; a file it is still appending to keeps a fre
 Never twice: a state file (JSON, keyed by name + size + sha256) records what each file already
 gave. A run for window W emits the file's rows with clock < W.end not emitted before (late rows of
 an earlier hour included: a file that arrives late must not lose them; point ids are deterministic
-so this is idempotent), and remembers W.end; rows at or after W.end wait for the next window. A file
-whose last row is before W.end is done and never read again. State is saved when the run's batches
-have all been taken (generator exhausted), under a lock so two runs never take the same rows.
+so this is idempotent), and remembers W.end (for every host, or per host in a `--host` run, which
+leaves other machines' rows unread); rows at or after W.end wait for the next window. A file whose
+rows are all given is done and never read again. Two-phase commit: the state is saved by commit(),
+which the ingest run calls only after Elasticsearch acknowledged every bulk request of the run; a
+run killed or failed before that reads the same rows again. A lock held from extract() to
+commit() stops two runs taking the same rows.
 
 Unparsable rows (text in a number column, bad timestamp, invalid UTF-8, missing value) go to the
 quarantine with `file:line` and the reason, on the file's first reading only; the rest of the file
@@ -17,6 +20,7 @@ is taken. A file without a required column is quarantined whole (one record) and
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as dt
 import hashlib
@@ -231,9 +235,11 @@ class KcmmCsvSource:
         self.max_batch_rows = max_batch_rows
         self.hosts = set(hosts) if hosts else None
         self.stats = {"files_read": 0, "files_done": 0, "rows": 0, "bad_rows": 0}
+        self._pending: dict | None = None  # state of the last extract(), saved by commit()
+        self._lock: contextlib.ExitStack | None = None
 
     def close(self) -> None:
-        return None
+        self.abandon()
 
     def __enter__(self) -> "KcmmCsvSource":
         return self
@@ -256,51 +262,108 @@ class KcmmCsvSource:
         allowed = {i for i, m in parsed.items.items() if m.host in self.hosts}
         return np.isin(np.asarray(parsed.itemid, dtype=np.int64), np.fromiter(allowed, dtype=np.int64))
 
+    def _item_watermarks(self, parsed: ParsedCsv, entry: dict) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: the point in time (ns) before which its host's rows were already loaded (-1: none).
+        A run over every host advances `emitted_before_ns`; a `--host` run advances only its hosts'
+        entries in `host_emitted_before_ns`, so other machines' rows stay unread."""
+        base = entry.get("emitted_before_ns")
+        base = -1 if base is None else int(base)
+        by_host = entry.get("host_emitted_before_ns") or {}
+        uniq, inverse = np.unique(np.asarray(parsed.itemid, dtype=np.int64), return_inverse=True)
+        hosts = [parsed.items[int(i)].host for i in uniq]
+        marks = np.array([max(base, int(by_host.get(h, -1))) for h in hosts], dtype=np.int64)
+        return marks[inverse], np.array(hosts, dtype=object)[inverse]
+
+    def _advance(self, parsed: ParsedCsv, entry: dict, end_ns: int) -> None:
+        """The file's state once this run's rows are loaded: rows before `end_ns` given, for every
+        host or only this run's hosts."""
+        base = entry.get("emitted_before_ns")
+        by_host = dict(entry.get("host_emitted_before_ns") or {})
+        if self.hosts is None:
+            base = max(base or end_ns, end_ns)
+            by_host = {h: ns for h, ns in by_host.items() if ns > base}
+        else:
+            present = {m.host for m in parsed.items.values()} & self.hosts
+            for host in present:
+                by_host[host] = max(int(by_host.get(host, -1)), base or -1, end_ns)
+        entry["emitted_before_ns"] = base
+        if by_host:
+            entry["host_emitted_before_ns"] = by_host
+        else:
+            entry.pop("host_emitted_before_ns", None)
+
     def extract(self, window, run_id: str, quarantine) -> Iterator[pa.RecordBatch]:
+        """Phase one of a two-phase commit: the rows due in `window`, and the state that records them
+        as given, kept pending. The caller calls `commit()` once Elasticsearch acknowledged every bulk
+        request holding them; a run that fails or is killed before that leaves the files to be read
+        again (point ids make the re-read idempotent). The inbox lock is held from here to
+        commit()/abandon(), so two runs never take the same rows."""
         end_s = window.end_ns  # compare in ns so windows that end mid-second stay exact
 
         def batches():
-            with self.inbox.locked():
-                state = self.inbox.load_state()
-                files = state.setdefault("files", {})
-                for path in self.inbox.complete_files():
-                    try:
-                        data = path.read_bytes()
-                    except FileNotFoundError:
-                        continue
-                    key = file_key(path, data)
-                    entry = files.get(key)
-                    if entry and entry.get("done"):
-                        continue
-                    first_read = entry is None
-                    entry = entry or {"name": path.name, "size": len(data), "first_read": dt.datetime.now(
-                        dt.timezone.utc).isoformat(timespec="seconds"), "emitted_before_ns": None, "done": False}
-                    parsed = parse_csv(data, path.name, self.mapping)
-                    self.stats["files_read"] += 1
-                    if first_read:
-                        self._quarantine_bad(path, parsed, quarantine)
-                    if parsed.fatal:
-                        entry["done"] = True
-                        files[key] = entry
-                        continue
-                    t_ns = parsed.clock * 1_000_000_000 + parsed.ns
-                    keep = (t_ns < end_s) & self._host_mask(parsed)
-                    if entry["emitted_before_ns"] is not None:
-                        keep &= t_ns >= entry["emitted_before_ns"]
-                    if keep.any():
-                        self.stats["rows"] += int(keep.sum())
-                        yield self._batch(parsed, keep, run_id)
-                    entry["emitted_before_ns"] = max(entry["emitted_before_ns"] or end_s, end_s)
-                    entry["rows"] = len(parsed)
-                    entry["bad_rows"] = len(parsed.bad)
-                    if len(parsed) == 0 or int(t_ns.max()) < end_s:
-                        entry["done"] = True
-                        self.stats["files_done"] += 1
+            self._hold_lock()
+            state = self.inbox.load_state()
+            files = state.setdefault("files", {})
+            for path in self.inbox.complete_files():
+                try:
+                    data = path.read_bytes()
+                except FileNotFoundError:
+                    continue
+                key = file_key(path, data)
+                entry = files.get(key)
+                if entry and entry.get("done"):
+                    continue
+                first_read = entry is None
+                entry = entry or {"name": path.name, "size": len(data), "first_read": dt.datetime.now(
+                    dt.timezone.utc).isoformat(timespec="seconds"), "emitted_before_ns": None, "done": False}
+                parsed = parse_csv(data, path.name, self.mapping)
+                self.stats["files_read"] += 1
+                if first_read:
+                    self._quarantine_bad(path, parsed, quarantine)
+                if parsed.fatal:
+                    entry["done"] = True
                     files[key] = entry
-                # Reached only when the consumer took every batch: then the rows count as given.
-                self.inbox.save_state(state)
+                    continue
+                t_ns = parsed.clock * 1_000_000_000 + parsed.ns
+                keep = t_ns < end_s
+                if len(parsed):
+                    marks, _ = self._item_watermarks(parsed, entry)
+                    keep &= (t_ns >= marks) & self._host_mask(parsed)
+                if keep.any():
+                    self.stats["rows"] += int(keep.sum())
+                    yield self._batch(parsed, keep, run_id)
+                self._advance(parsed, entry, end_s)
+                entry["rows"] = len(parsed)
+                entry["bad_rows"] = len(parsed.bad)
+                if len(parsed) == 0 or bool((t_ns < self._item_watermarks(parsed, entry)[0]).all()):
+                    entry["done"] = True
+                    self.stats["files_done"] += 1
+                files[key] = entry
+            # Reached only when the consumer took every batch; saved by commit() after the load.
+            self._pending = state
 
         yield from rebatch(batches(), self.max_batch_rows)
+
+    def _hold_lock(self) -> None:
+        if self._lock is None:
+            stack = contextlib.ExitStack()
+            stack.enter_context(self.inbox.locked())
+            self._lock = stack
+
+    def commit(self) -> None:
+        """Phase two: every row the last extract() gave is in Elasticsearch; record the files as read."""
+        try:
+            if self._pending is not None:
+                self.inbox.save_state(self._pending)
+        finally:
+            self.abandon()
+
+    def abandon(self) -> None:
+        """Forget what the last extract() would have recorded (its rows are read again next time)."""
+        self._pending = None
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            lock.close()
 
     def _quarantine_bad(self, path: Path, parsed: ParsedCsv, quarantine) -> None:
         if parsed.fatal:

@@ -19,8 +19,27 @@ class SqlSource:
         if self._engine is None:
             from sqlalchemy import create_engine
 
-            self._engine = create_engine(self._url, pool_pre_ping=True)
+            self._engine = create_engine(self._url, pool_pre_ping=True, connect_args=self._timeouts())
         return self._engine
+
+    def _timeouts(self) -> dict:
+        """Driver arguments so that a database that hangs fails the run instead of holding it:
+        a connect timeout, and a server-side limit on each statement (PostgreSQL; MySQL: a read
+        timeout). Other drivers get none and say so at debug level."""
+        from sqlalchemy.engine import make_url
+
+        settings = getattr(self, "settings", None)
+        connect = int(getattr(settings, "db_connect_timeout_seconds", 10))
+        statement = int(getattr(settings, "db_statement_timeout_seconds", 900))
+        driver = make_url(self._url).get_backend_name()
+        if driver == "postgresql":
+            return {"connect_timeout": connect, "options": f"-c statement_timeout={statement * 1000}"}
+        if driver in ("mysql", "mariadb"):
+            return {"connect_timeout": connect, "read_timeout": statement}
+        import logging
+
+        logging.getLogger(__name__).debug("%s: no timeouts known for driver %s", self.db_label, driver)
+        return {}
 
     def _where(self) -> str:
         from sqlalchemy.engine import make_url

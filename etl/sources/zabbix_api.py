@@ -5,7 +5,8 @@ trend.get for hours older than an item's history retention.
 
 Facts this shapes around (Zabbix 6.0, measured): no paging or cursor; time_from/time_till are
 inclusive (spans are inclusive second ranges, disjoint by construction); ~150k float rows hit PHP's
-memory limit as HTTP 500 with an empty body, which is treated like a timeout: halve and retry.
+memory limit as HTTP 500 with an empty body: halve and retry (only that answer; other 5xx and
+timeouts are retried as they are a few times, then fail with SourceError).
 Auth: a token or user/password; zabbix_utils puts it in the body (< 6.4) or a Bearer header."""
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import time
 from typing import Iterator, Sequence
 from urllib.error import HTTPError, URLError
 
+from etl.backoff import Backoff
 from etl.config import Settings
 from etl.errors import SourceError
 from etl.schema import NUMERIC_TYPES
@@ -30,6 +32,20 @@ log = logging.getLogger(__name__)
 # zabbix_utils logs whole request bodies (with the auth token) at DEBUG: keep it out of our logs.
 logging.getLogger("zabbix_utils").setLevel(logging.INFO)
 
+_sleep = time.sleep  # tests replace it
+
+
+class _Transient(Exception):
+    """A failure worth retrying as is (not a size problem): 5xx other than the wall, a timeout."""
+
+
+def _empty_body(error: HTTPError) -> bool:
+    try:
+        return not (error.read() or b"").strip()
+    except Exception:  # body already consumed or the connection gone: nothing was said
+        return True
+
+
 DEFAULT_ROW_BUDGET = 50_000
 DEFAULT_ITEM_BATCH = 500
 _HOST_BATCH = 200
@@ -41,15 +57,16 @@ class ZabbixApiSource(ZabbixSource):
     def __init__(self, settings: Settings, hosts: list[str] | None = None, itemids: list[int] | None = None,
                  max_batch_rows: int = MAX_BATCH_ROWS, row_budget: int = DEFAULT_ROW_BUDGET,
                  item_batch: int = DEFAULT_ITEM_BATCH, use_trends: str = "auto", timeout: int = 120,
-                 api=None, now: dt.datetime | None = None):
+                 api=None, now: dt.datetime | None = None, retries: int = 3, backoff: Backoff = Backoff(1.0, 20.0)):
         super().__init__(settings, hosts, itemids, max_batch_rows, use_trends, now)
+        self.retries, self.backoff = retries, backoff
         self.row_budget = row_budget
         self.item_batch = item_batch
         self.timeout = timeout
         self._api = api
         self._owns_session = False
         self.requests = 0  # API calls made, for logs and tests
-        # re-plans: "over_budget" (count or result above the budget), "too_big" (HTTP 500 / timeout)
+        # re-plans: "over_budget" (count or result above the budget), "too_big" (HTTP 500, empty body)
         self.stats: dict[str, int] = {"over_budget": 0, "too_big": 0}
 
     # -- connection ---------------------------------------------------------------------------
@@ -102,7 +119,23 @@ class ZabbixApiSource(ZabbixSource):
         self.close()
 
     def call(self, method: str, params: dict):
-        """One API call; size failures become TooBig (the caller splits), others SourceError."""
+        """One API call. Only an HTTP 500 with an empty body is PHP's memory wall: TooBig, the caller
+        splits the request. Other 5xx, timeouts, dropped connections and unreadable answers are
+        retried `retries` times with backoff, then SourceError; a refusal is SourceError at once."""
+        attempt = 0
+        while True:
+            try:
+                return self._call_once(method, params)
+            except _Transient as exc:
+                if attempt >= self.retries:
+                    raise SourceError(f"zabbix API {self.settings.zabbix_url}: {method} failed {attempt + 1} times: "
+                                      f"{exc}") from None
+                pause = self.backoff.delay(attempt)
+                log.info("zabbix API %s: %s; retry %d of %d in %.1f s", method, exc, attempt + 1, self.retries, pause)
+                _sleep(pause)
+                attempt += 1
+
+    def _call_once(self, method: str, params: dict):
         from zabbix_utils.exceptions import APIRequestError, ProcessingError
 
         self.requests += 1
@@ -111,16 +144,26 @@ class ZabbixApiSource(ZabbixSource):
         except ProcessingError as exc:
             # zabbix_utils flattens the cause into text; the original is still the context.
             cause = exc.__context__
-            if (isinstance(cause, HTTPError) and cause.code >= 500) or isinstance(cause, ValueError) or (
-                    isinstance(cause, URLError) and isinstance(cause.reason, TimeoutError)):
-                raise TooBig(f"{method}: {cause}") from None
+            if isinstance(cause, HTTPError):
+                if cause.code == 500 and _empty_body(cause):
+                    raise TooBig(f"{method}: HTTP 500 with an empty body (PHP memory limit)") from None
+                if cause.code >= 500:
+                    raise _Transient(f"HTTP {cause.code} {cause.reason}") from None
+                raise SourceError(f"zabbix API {self.settings.zabbix_url}: {method} failed: HTTP {cause.code} "
+                                  f"{cause.reason}") from None
+            if isinstance(cause, URLError) and isinstance(cause.reason, (TimeoutError, socket.timeout)):
+                raise _Transient(f"timed out after {self.timeout}s") from None
+            if isinstance(cause, URLError):
+                raise _Transient(f"unreachable: {cause.reason}") from None
+            if isinstance(cause, ValueError):
+                raise _Transient("the answer is not JSON") from None
             raise SourceError(f"zabbix API {self.settings.zabbix_url}: {method} failed: {exc}") from None
-        except (TimeoutError, socket.timeout) as exc:
-            raise TooBig(f"{method}: timed out after {self.timeout}s") from exc
+        except (TimeoutError, socket.timeout):
+            raise _Transient(f"timed out after {self.timeout}s") from None
         except APIRequestError as exc:
             raise SourceError(f"zabbix API {method} refused: {_redact(exc, self.settings)}") from None
         except OSError as exc:
-            raise SourceError(f"zabbix API {self.settings.zabbix_url} unreachable during {method}: {exc}") from None
+            raise _Transient(f"connection failed: {exc}") from None
 
     # -- metadata -----------------------------------------------------------------------------
     def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:

@@ -90,7 +90,7 @@ def plan_spans(start_s: int, end_s: int, cutoff: int | None, numeric: bool, use_
 
 
 class TooBig(Exception):
-    """The source refused a request because of its size (HTTP 500 at the PHP memory wall, a timeout)."""
+    """The source refused a request because of its size (HTTP 500 with an empty body: the PHP memory wall)."""
 
 
 Fetch = Callable[[Span, Sequence[int], int | None], list]

@@ -45,3 +45,26 @@ def test_parse_time(dag_file):
     baseline = timed("import airflow.sdk")
     parse = timed(f"import runpy; runpy.run_path({str(dag_file)!r})")
     print(f"\nDAG parse {dag_file.name}: {parse:.2f}s (python + airflow.sdk import alone: {baseline:.2f}s)")
+
+
+def test_every_task_has_an_execution_timeout(dagbag):
+    for dag_id, dag in dagbag.dags.items():
+        for task in dag.tasks:
+            assert task.execution_timeout is not None, f"{dag_id}.{task.task_id} has no execution_timeout"
+
+
+def test_lake_updated_runs_for_the_days_that_compacted_when_another_failed(dagbag):
+    dag = dagbag.dags["lake_compaction"]
+    assert dag.get_task("lake_updated").trigger_rule == "all_done"
+    # ... while a leaf with the default rule keeps a run with a failed day failed
+    assert dag.get_task("every_day_compacted").trigger_rule == "all_success"
+    assert {t.task_id for t in dag.leaves} >= {"lake_updated", "every_day_compacted"}
+
+
+def test_the_concurrency_bound_holds_for_backfill_runs_too(dagbag):
+    # A backfill's runs are bounded by its own --max-active-runs (default 10), not the DAG's.
+    for dag_id, dag in dagbag.dags.items():
+        if dag_id in ("zabbix_metrics", "kcmm_metrics"):
+            assert dag.get_task("ingest").max_active_tis_per_dag == dag.max_active_runs == 4
+        if dag_id.startswith("log_"):
+            assert dag.get_task("analyse").max_active_tis_per_dag == dag.max_active_runs == 1

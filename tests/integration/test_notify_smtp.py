@@ -147,3 +147,26 @@ def test_unreachable_channel_fails_loudly_without_leaking_the_url(notify_setting
     fp = next(f.fingerprint for f in result.findings if f.severity == "high")
     doc = es_client(broken).get(index=f"{PREFIX}-findings", id=fp)["_source"]
     assert "wecom-broken" not in doc.get("notified_channels", [])
+
+
+def test_findings_whose_notification_failed_for_good_are_sent_by_the_next_run(notify_settings, http_sink):
+    # The DAG path: analyse hands fingerprints to notify; a notify that failed through every retry
+    # must not lose them, though the next run's own fingerprints are different (here: none).
+    from etl.notify import notify_stored
+    from etl.notify.webhook import WebhookNotifier
+
+    s = dataclasses.replace(notify_settings, notify_backlog_days=100_000)  # the sample is from 2020
+    result = run_job(s, "illegal_access", SPRAY_WINDOW)
+    high = sorted(f.fingerprint for f in result.findings if f.severity in ("high", "critical"))
+    broken = WebhookNotifier(Secret("http://127.0.0.1:9/hooks/late"))
+    broken.name = "webhook-late"
+    with pytest.raises(NotifyError):
+        notify_stored(s, high, notifiers=[broken], job="illegal_access")
+    posts, port = http_sink
+    before = len(posts)
+    working = WebhookNotifier(Secret(f"http://127.0.0.1:{port}/hooks/late"))
+    working.name = "webhook-late"
+    assert notify_stored(s, [], notifiers=[working], job="illegal_access") == {"webhook-late": len(high)}
+    sent = [p for p in posts[before:] if p[0] == "/hooks/late"]
+    assert len(sent) == 1 and sorted(f["fingerprint"] for f in sent[0][2]["findings"]) == high
+    assert notify_stored(s, [], notifiers=[working], job="illegal_access") == {"webhook-late": 0}

@@ -151,3 +151,17 @@ def test_duration_argument():
     assert duration("0m") == dt.timedelta(0)
     with pytest.raises(Exception):
         duration("ten minutes")
+
+
+def test_plain_progress_is_logged_at_info_not_written_to_stderr(capsys, caplog):
+    # Airflow 3 records a task's stderr at ERROR level: progress must not look like a failure.
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="etl.ingest"):
+        meter = ingest.Progress("plain", "ingest zabbix/api")
+        meter.update(read=10, loaded=10)
+        meter.close()
+    assert capsys.readouterr().err == ""
+    lines = [r for r in caplog.records if r.name == "etl.ingest"]
+    assert lines and all(r.levelno == logging.INFO for r in lines)
+    assert "done, read 10 loaded 10" in lines[-1].getMessage()

@@ -81,10 +81,15 @@ def inbox(tmp_path):
     return settings, tmp_path / "in"
 
 
-def _extract(settings, window, run_id="r", **options):
+def _extract(settings, window, run_id="r", commit=True, **options):
+    """One run's extraction; commit=True plays the loader acknowledging every row (phase two)."""
     src = KcmmCsvSource(settings, settle_seconds=options.pop("settle", 0), **options)
     with Quarantine(settings, "kcmm", run_id) as q:
         batches = list(src.extract(window, run_id, q))
+    if commit:
+        src.commit()
+    else:
+        src.close()
     assert all(b.schema == point_schema() for b in batches)
     return [r for b in batches for r in b.to_pylist()], q
 
@@ -214,3 +219,68 @@ def test_count_takes_a_sample_exported_twice_once(inbox):
     assert list(counts.values()) == [2]
     rows, _ = _extract(settings, _window(9, 10))
     assert len({(r["itemid"], r["clock"], r["ns"]) for r in rows}) == 2
+
+
+def _old_file(folder, name, rows):
+    path = folder / name
+    path.write_bytes((HEADER + "".join(rows)).encode())
+    os.utime(path, (time.time() - 600,) * 2)
+    return path
+
+
+def test_rows_extracted_but_not_committed_are_read_again(inbox):
+    # An Elasticsearch error or a kill after extraction: the loader never calls commit().
+    settings, folder = inbox
+    _old_file(folder, "a.csv", [_row(), _row(t="2026-11-25 09:31:00.000")])
+    first, _ = _extract(settings, _window(9, 10), commit=False)
+    assert len(first) == 2
+    again, _ = _extract(settings, _window(9, 10))
+    assert sorted(p["clock"] for p in again) == sorted(p["clock"] for p in first)
+    assert _extract(settings, _window(9, 10))[0] == []  # committed now: never a third time
+
+
+def test_a_host_run_leaves_other_machines_rows_for_a_later_run(inbox):
+    settings, folder = inbox
+    _old_file(folder, "a.csv", [_row(machine="SH-PD-TRD-001"), _row(machine="SH-PD-TRD-002"),
+                                _row(machine="SH-PD-TRD-001", t="2026-11-25 10:20:00.000")])
+    mine, _ = _extract(settings, _window(9, 10), hosts=["SH-PD-TRD-001"])
+    assert {p["host"] for p in mine} == {"SH-PD-TRD-001"} and len(mine) == 1
+    assert _extract(settings, _window(9, 10), hosts=["SH-PD-TRD-001"])[0] == []
+    rest, _ = _extract(settings, _window(9, 10))
+    assert [p["host"] for p in rest] == ["SH-PD-TRD-002"]  # not marked consumed by the --host run
+    later, _ = _extract(settings, _window(10, 11))
+    assert [(p["host"], p["clock"]) for p in later] == [
+        ("SH-PD-TRD-001", int(dt.datetime(2026, 11, 25, 2, 20, tzinfo=UTC).timestamp()))]
+    assert _extract(settings, _window(10, 12))[0] == []
+
+
+def test_a_host_run_ahead_of_the_fleet_is_not_read_twice(inbox):
+    settings, folder = inbox
+    _old_file(folder, "a.csv", [_row(machine="SH-PD-TRD-001"), _row(machine="SH-PD-TRD-002")])
+    assert len(_extract(settings, _window(9, 11), hosts=["SH-PD-TRD-002"])[0]) == 1
+    rest, _ = _extract(settings, _window(9, 10))
+    assert [p["host"] for p in rest] == ["SH-PD-TRD-001"]
+    assert _extract(settings, _window(9, 12))[0] == []
+
+
+def test_the_inbox_lock_is_held_until_commit_or_abandon(inbox):
+    import fcntl
+
+    settings, folder = inbox
+    _old_file(folder, "a.csv", [_row()])
+    src = KcmmCsvSource(settings, settle_seconds=0)
+    with Quarantine(settings, "kcmm", "r") as q:
+        list(src.extract(_window(9, 10), "r", q))
+
+    def free() -> bool:
+        with open(str(src.state_path) + ".lock", "a") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            return True
+
+    assert not free()
+    src.abandon()
+    assert free() and not src.state_path.exists()

@@ -241,3 +241,117 @@ def test_host_groups_come_through_on_every_api_version(version):
     src = ZabbixApiSource(Settings(), api=FakeApi([], version=version))
     catalog, _ = src.catalog()
     assert catalog[1].host_groups == ("g",)
+
+
+class ScriptedApi:
+    """send_api_request answers from a script: an exception factory or a result."""
+
+    def __init__(self, script):
+        self.script = list(script)
+        self.calls = 0
+
+    def send_api_request(self, method, params):
+        self.calls += 1
+        step = self.script.pop(0)
+        if callable(step):
+            step()
+        return {"result": step}
+
+
+def _http(code, body=b""):
+    import io
+
+    def fail():
+        try:
+            raise HTTPError("http://x", code, "Server Error", {}, io.BytesIO(body))
+        except HTTPError as err:
+            raise ProcessingError("Unable to connect to http://x:", err) from None
+    return fail
+
+
+def _timeout():
+    from urllib.error import URLError
+
+    def fail():
+        try:
+            raise URLError(TimeoutError("timed out"))
+        except URLError as err:
+            raise ProcessingError("Unable to connect to http://x:", err) from None
+    return fail
+
+
+@pytest.fixture
+def no_sleep(monkeypatch):
+    from etl.sources import zabbix_api
+
+    pauses = []
+    monkeypatch.setattr(zabbix_api, "_sleep", pauses.append)
+    return pauses
+
+
+def test_only_an_empty_http_500_is_the_memory_wall(no_sleep):
+    src = ZabbixApiSource(Settings(), api=ScriptedApi([_http(500)]))
+    with pytest.raises(TooBig):
+        src.call("history.get", {})
+    assert no_sleep == []
+
+
+@pytest.mark.parametrize("failure", [_http(500, b"<html>Internal error</html>"), _http(502), _http(503), _timeout()])
+def test_other_5xx_and_timeouts_are_retried_then_fail_with_a_clear_error(no_sleep, failure):
+    api = ScriptedApi([failure, failure, "ok"])
+    assert ZabbixApiSource(Settings(), api=api).call("history.get", {}) == "ok"
+    assert api.calls == 3 and len(no_sleep) == 2
+    api = ScriptedApi([failure] * 10)
+    with pytest.raises(SourceError, match=r"history.get failed 4 times: (HTTP 5\d\d|timed out)"):
+        ZabbixApiSource(Settings(), api=api, retries=3).call("history.get", {})
+    assert api.calls == 4
+
+
+def test_a_client_error_is_not_retried(no_sleep):
+    api = ScriptedApi([_http(403)])
+    with pytest.raises(SourceError, match="HTTP 403"):
+        ZabbixApiSource(Settings(), api=api).call("history.get", {})
+    assert api.calls == 1 and no_sleep == []
+
+
+def test_cli_exits_2_with_one_clear_line_when_the_api_keeps_answering_502(monkeypatch, capsys):
+    # A local HTTP stand-in for the Zabbix frontend: version and login work, every other call 502s.
+    import json as _json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from etl import cli
+    from etl.sources import zabbix_api
+
+    class Frontend(BaseHTTPRequestHandler):
+        def do_POST(self):
+            request = _json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            answers = {"apiinfo.version": "6.0.40", "user.login": "0424bd59b807674191e7d77572075f33"}
+            if request["method"] in answers:
+                body, status = _json.dumps({"jsonrpc": "2.0", "result": answers[request["method"]],
+                                            "id": request.get("id")}).encode(), 200
+            else:
+                body, status = b"<html>502 Bad Gateway</html>", 502
+            self.send_response(status)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Frontend)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/api_jsonrpc.php"
+        monkeypatch.setenv("MONETL_ZABBIX_URL", url)
+        monkeypatch.setattr(zabbix_api, "_sleep", lambda s: None)
+        code = cli.main(["gaps", "zabbix", "--start", "2026-11-25T00:00Z", "--end", "2026-11-25T01:00Z"])
+    finally:
+        server.shutdown()
+        server.server_close()
+    err = capsys.readouterr().err
+    assert code == 2
+    errors = [line for line in err.splitlines() if line.startswith("monetl: error:")]
+    assert errors == [f"monetl: error: zabbix API {url}: host.get failed 4 times: HTTP 502 Bad Gateway"], err
