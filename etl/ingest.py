@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from etl import quality
 from etl.config import Settings
 from etl.errors import ConfigError, MonetlError
+from etl.health.push import reports
 from etl.quarantine import Quarantine
 from etl.window import Window
 
@@ -249,6 +250,7 @@ def _opened(settings: Settings, source, mode: str | None, hosts: list[str] | Non
             close()
 
 
+@reports("ingest")
 def run(settings: Settings, source, window: Window, mode: str | None = None, run_id: str | None = None,
         overlap: dt.timedelta = DEFAULT_OVERLAP, *, progress: str = "none", use_ge: bool = True,
         client=None, on_chunk: Callable[[int], None] | None = None, chunk_docs: int | None = None,
@@ -364,6 +366,7 @@ class GapReport:
         return [b for b in self.buckets if b.es_count < b.source_count]
 
 
+@reports("gaps")
 def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.timedelta(hours=1),
          mode: str | None = None, client=None, hosts: list[str] | None = None) -> GapReport:
     from etl.search.client import es_client
