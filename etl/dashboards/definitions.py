@@ -276,12 +276,12 @@ def mail_delivery():
                         [query(LOGS, sel, [count()], [terms("email.delivery.status", "2", 10, "_key", "asc"),
                                                       histogram(LOGS, "3")])], width=24))
     d = d.with_panel(bars("Top 10 recipient domains of failed mail", LOGS,
-                          [query(LOGS, f"{sel} AND {failed}", [count()], [terms("email.to.domain", "2", 10)])]))
+                          [query(LOGS, f"{mail} AND {failed}", [count()], [terms("email.to.domain", "2", 10)])]))
     d = d.with_panel(tbl("Top failure reasons", LOGS,
-                         [query(LOGS, f"{sel} AND {failed}", [count()],
+                         [query(LOGS, f"{mail} AND {failed}", [count()],
                                 [terms("email.delivery.status", "2", 10), terms("email.reason", "3", 10)])]))
     d = d.with_panel(ts("Queue delay p50 / p95", LOGS,
-                        [query(LOGS, f'{sel} AND email.delivery.status:"sent"',
+                        [query(LOGS, f'{mail} AND email.delivery.status:"sent"',
                                [percentiles("email.delay_s", ["50", "95"])], [histogram(LOGS, "2")])], unit="s",
                         width=24))
     return d

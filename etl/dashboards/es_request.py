@@ -48,10 +48,16 @@ def _metric(metric: dict) -> dict | None:
     raise ValueError(f"metric type {kind} not supported by the check")
 
 
+def time_range(field: str, window: tuple[dt.datetime, dt.datetime]) -> dict:
+    """As Grafana sends it: epoch milliseconds, whatever the field's own date format."""
+    return {"range": {field: {"gte": int(window[0].timestamp() * 1000), "lte": int(window[1].timestamp() * 1000),
+                              "format": "epoch_millis"}}}
+
+
 def search_body(target: dict, window: tuple[dt.datetime, dt.datetime], variables: dict) -> dict:
     ds = ALL[target["datasource"]["uid"]]
     query = {"bool": {"filter": [
-        {"range": {ds.time_field: {"gte": window[0].isoformat(), "lt": window[1].isoformat()}}},
+        time_range(ds.time_field, window),
         {"query_string": {"query": substitute(target.get("query", "*"), variables), "analyze_wildcard": True}},
     ]}}
     metrics = {m["id"]: _metric(m) for m in target.get("metrics", [])}
@@ -91,7 +97,7 @@ def leaf_values(aggregations: dict, target: dict) -> list:
                 out.append((path, node["doc_count"], {m: node.get(m) for m in metric_ids}))
             return
         for b in node.get(bucket_ids[depth], {}).get("buckets", []):
-            walk(b, depth + 1, path + (b.get("key_as_string", b.get("key")),))
+            walk(b, depth + 1, path + (b["key"],))
 
     walk(aggregations, 0, ())
     return out
