@@ -152,6 +152,7 @@ def check_lake(settings, es, source: str) -> Check:
     from etl.lake import reader
     from etl.lake.compact import days_due
     from etl.lake.storage import open_storage
+    from etl.schema import points_index
 
     name = f"lake {source}"
     try:
@@ -162,7 +163,10 @@ def check_lake(settings, es, source: str) -> Check:
                      f"monetl lake ls --source {source}")
     verified = read_state(settings).get(f"monetl.lake.verified[{source}]")
     span = f"{len(days)} days ({days[0]}..{days[-1]})" if days else "no days"
-    if verified is None:
+    if verified is None and days and not es.indices.exists(index=points_index(settings.es_index_prefix, source, days[-1])):
+        # Compaction deletes a day's index only after the lake copy verified.
+        ver, grade = f"{days[-1]} verified (its index was deleted after verification)", OK
+    elif verified is None:
         ver, grade = "no verification recorded", OK if not days else WARN
     elif verified["value"]:
         ver, grade = f"last verification passed {utc(verified['clock'])}", OK
@@ -207,12 +211,29 @@ def check_extracts(settings, now: float) -> Check:
                  "monetl extracts build (and check the lake_compaction and reports DAGs)")
 
 
-def check_log_job(settings, job: str, now: float) -> Check:
+def _last_findings(es, prefix: str, job: str) -> tuple[dict | None, float | None]:
+    """When the state file has no run (another machine ran the job): the newest finding it wrote."""
+    from etl.logs.jobs.common import findings_index
+
+    try:
+        found = es.search(index=findings_index(prefix), size=0, query={"term": {"job": job}},
+                          aggs={"ran": {"max": {"field": "updated_at"}}, "end": {"max": {"field": "window.end"}}},
+                          ignore_unavailable=True, allow_no_indices=True)
+    except Exception:
+        return None, None
+    aggs = found.get("aggregations", {})
+    ran, end = aggs.get("ran", {}).get("value"), aggs.get("end", {}).get("value")
+    return ({"value": ran / 1000, "clock": ran / 1000} if ran else None), (end / 1000 if end else None)
+
+
+def check_log_job(settings, job: str, now: float, es=None) -> Check:
     state = read_state(settings)
     name = f"log job {job}"
     ran = state.get(f"monetl.logs.last_run[{job}]")
     window_end = state.get(f"monetl.logs.window_end[{job}]", {}).get("value")
     nxt = f"monetl logs run {job} --start ... --end ... (and check the log_{job} DAG)"
+    if ran is None and es is not None:
+        ran, window_end = _last_findings(es, settings.es_index_prefix, job)
     if ran is None:
         return Check(name, WARN, "no run recorded", nxt)
     age = now - ran["value"]
@@ -233,5 +254,5 @@ def collect(settings, es=None, gaps_hours: int = 3, now: float | None = None,
         checks.append(check_lake(settings, es, source))
     checks.append(check_quarantine(settings))
     checks.append(check_extracts(settings, now))
-    checks += [check_log_job(settings, job, now) for job in jobs]
+    checks += [check_log_job(settings, job, now, es) for job in jobs]
     return Status(checks, _iso(now))
