@@ -11,7 +11,7 @@ def register(sub) -> None:
     b.add_argument("--out", help="folder (default docker/grafana/dashboards in the repository)")
     b.set_defaults(func=_build)
     c = ds.add_parser("check", help="run every panel query against Elasticsearch over the range its data covers")
-    c.add_argument("--variables", choices=["all", "first"], default="all",
+    c.add_argument("--variables", choices=["all", "top"], default="all",
                    help="template variables as All, or each set to one value (its most frequent)")
     c.set_defaults(func=_check)
 

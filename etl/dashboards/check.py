@@ -36,7 +36,7 @@ def data_range(es, prefix: str, uid: str) -> tuple[dt.datetime, dt.datetime] | N
     return dt.datetime.fromtimestamp(lo / 1000, UTC), dt.datetime.fromtimestamp(hi / 1000 + 1, UTC)
 
 
-def first_values(es, prefix: str, dashboard: dict, ranges: dict) -> dict:
+def top_values(es, prefix: str, dashboard: dict, ranges: dict) -> dict:
     """Each query variable set to its most frequent value (as an operator picks the busiest group,
     host, item), its own query seeing the values chosen before it."""
     chosen: dict = {}
@@ -64,7 +64,7 @@ def check_all(es, prefix: str, dashboards: dict[str, dict], mode: str = "all") -
     ranges = {uid: data_range(es, prefix, uid) for uid, ds in ALL.items() if ds.type == ES_TYPE}
     out = []
     for name, body in dashboards.items():
-        variables = first_values(es, prefix, body, ranges) if mode == "first" else {}
+        variables = top_values(es, prefix, body, ranges) if mode == "top" else {}
         for title, target in elasticsearch_targets(body):
             window = ranges[target["datasource"]["uid"]]
             if window is None:

@@ -13,7 +13,7 @@ import pyarrow as pa
 import pytest
 
 from etl.dashboards.build import all_dashboards
-from etl.dashboards.check import check_all, data_range, first_values
+from etl.dashboards.check import check_all, data_range, top_values
 from etl.dashboards.definitions import availability_keys
 from etl.lake.fixtures import index_points
 from etl.logs.jobs import days_with_data, job_datasets, run_job
@@ -113,11 +113,11 @@ def test_every_panel_returns_buckets_with_one_value_for_each_variable(loaded):
     cfg, es = loaded
     dashboards = all_dashboards()
     ranges = {uid: data_range(es, PREFIX, uid) for uid in ("monetl-points", "monetl-logs", "monetl-findings")}
-    chosen = first_values(es, PREFIX, dashboards["host-detail"], ranges)
+    chosen = top_values(es, PREFIX, dashboards["host-detail"], ranges)
     # Most frequent first: groups trading (2 hosts) > web/office, then a trading host.
     assert chosen["group"] == "trading" and chosen["host"].startswith("trading-") and chosen["item"] in dict.fromkeys(
         k for k, _, _ in ITEMS)
-    results = check_all(es, PREFIX, dashboards, "first")
+    results = check_all(es, PREFIX, dashboards, "top")
     assert [r.line() for r in results if r.error or not r.buckets] == []
 
 
