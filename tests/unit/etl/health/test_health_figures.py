@@ -33,7 +33,8 @@ def _closed_port() -> int:
 @pytest.fixture
 def cfg(tmp_path):
     return Settings(home=tmp_path, es_index_prefix="unit", zabbix_server_port=_closed_port(),
-                    quarantine_dir=str(tmp_path / "q"), extracts_dir=str(tmp_path / "x"), health_timeout=1)
+                    quarantine_dir=str(tmp_path / "q"), extracts_dir=str(tmp_path / "x"), health_timeout=1,
+                    health_push=True)
 
 
 def _summary(loaded=990, quarantined=10, failures=0) -> Summary:
