@@ -10,7 +10,7 @@ import sys
 
 from etl.errors import MonetlError
 
-COMMAND_MODULES = ["services", "seed", "ingest", "lake", "extracts", "logs", "demo"]
+COMMAND_MODULES = ["services", "seed", "ingest", "lake", "extracts", "logs", "health", "dashboards", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

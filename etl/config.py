@@ -128,6 +128,13 @@ class Settings:
     log_year: int | None = field(default_factory=lambda: _env_int("LOG_YEAR", 0) or None)
     log_tz: str = field(default_factory=lambda: _env("LOG_TZ", "UTC"))
 
+    # monetl's own health in Zabbix (etl/health): trapper items of the host `health_host`, pushed to
+    # the server's trapper at health_zabbix_server:zabbix_server_port; MONETL_HEALTH_PUSH=0 turns it off.
+    health_push: bool = field(default_factory=lambda: _env("HEALTH_PUSH", "1").lower() in ("1", "true", "yes"))
+    health_host: str = field(default_factory=lambda: _env("HEALTH_HOST", "monetl"))
+    health_zabbix_server: str = field(default_factory=lambda: _env("HEALTH_ZABBIX_SERVER", "127.0.0.1"))
+    health_timeout: int = field(default_factory=lambda: _env_int("HEALTH_TIMEOUT", 5))
+
     # Bad records, per run, replayable with `monetl replay PATH`.
     quarantine_dir: str = field(default_factory=lambda: _env("QUARANTINE_DIR", ""))
 

@@ -38,6 +38,7 @@ import pyarrow.compute as pc
 from etl import quality
 from etl.config import Settings
 from etl.errors import ConfigError, MonetlError
+from etl.health.push import reports
 from etl.quarantine import Quarantine
 from etl.window import Window
 
@@ -253,6 +254,7 @@ def _opened(settings: Settings, source, mode: str | None, hosts: list[str] | Non
             close()
 
 
+@reports("ingest")
 def run(settings: Settings, source, window: Window, mode: str | None = None, run_id: str | None = None,
         overlap: dt.timedelta = DEFAULT_OVERLAP, *, progress: str = "none", use_ge: bool = True,
         client=None, on_chunk: Callable[[int], None] | None = None, chunk_docs: int | None = None,
@@ -431,6 +433,7 @@ def _source_ids(point_source, window: Window) -> pa.Table | None:
     return pa.concat_tables(parts)
 
 
+@reports("gaps")
 def gaps(settings: Settings, source, window: Window, bucket: dt.timedelta = dt.timedelta(hours=1),
          mode: str | None = None, client=None, hosts: list[str] | None = None, *, storage=None,
          quarantine: bool = True, refine: bool = True) -> GapReport:

@@ -19,6 +19,9 @@ os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 sys.path.insert(0, str(REPO / "dags"))
 # Tests share the local services with the demo, never its data: their own index prefix and lake.
 os.environ.setdefault("MONETL_ES_INDEX_PREFIX", "monetltest")
+# ... and push no health figures to Zabbix (the health tests turn it on for their own host).
+os.environ.setdefault("MONETL_HEALTH_PUSH", "0")
+os.environ.setdefault("MONETL_HEALTH_HOST", "monetltest-health")
 
 import pytest  # noqa: E402
 

@@ -20,6 +20,8 @@ STAGES = [
     ("Tableau extracts + HTML summary", "etl.extracts:run_demo"),
     # Last: starts Airflow itself (not in DEMO_SERVICES) with a recent catch-up start.
     ("Airflow scheduler runs zabbix_metrics", "etl.scheduler_demo:run_demo"),
+    # monetl's own health: Zabbix template + host, the runs' figures, `monetl status`.
+    ("monetl health in Zabbix + status", "etl.health.demo:run_demo"),
 ]
 DEMO_SERVICES = ["postgres", "zabbix", "elasticsearch", "hdfs"]
 

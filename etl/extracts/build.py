@@ -21,6 +21,7 @@ from etl.extracts.periods import day_range, span_window, spans
 from etl.extracts.transform import ARROW_TYPES, ParquetRows, SpanFrame, date_dimension
 from etl.schema import point_schema
 from etl.window import Window
+from etl.health.push import reports
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ def build_extract(settings: Settings, process, definition: Definition, days: lis
     return result
 
 
+@reports("extracts")
 def build(settings: Settings, names: str | list[str], days: list[dt.date], fresh: bool = False,
           definitions_dir: Path = DEFINITIONS_DIR) -> list[ExtractResult]:
     from etl.extracts.hyper_store import hyper_process

@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 
 from etl.config import Settings
 from etl.errors import StoreError, VerificationError
+from etl.health.push import reports
 from etl.lake import es_scan, layout, manifest, publish, reader
 from etl.lake.rollup import ROLLUP_SCHEMA_NAME, rollup
 from etl.lake.storage import Storage, open_storage
@@ -204,6 +205,7 @@ def _lake_stats(storage: Storage, partition: str) -> tuple[int, str, dict[str, i
     return rows, manifest.as_hex(checksum), items, clocks
 
 
+@reports("verification")
 def verify_day(settings: Settings, source: str, day: dt.date | str, *, storage: Storage | None = None,
                es=None) -> tuple[int, str]:
     """Verify an already published day against its index (raises VerificationError)."""
@@ -215,6 +217,7 @@ def verify_day(settings: Settings, source: str, day: dt.date | str, *, storage: 
                    source, day)
 
 
+@reports("compaction")
 def compact_day(settings: Settings, source: str, day: dt.date | str, delete: bool = True, *,
                 storage: Storage | None = None, es=None, slices: int = 2, page_size: int = 5000,
                 spill_rows: int = SPILL_ROWS) -> Report:

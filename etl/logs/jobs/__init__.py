@@ -12,6 +12,7 @@ from collections import Counter
 
 from etl.config import Settings
 from etl.errors import ConfigError
+from etl.health.push import reports
 from etl.logs.jobs.common import Findings, load_rules, logs_index, search
 from etl.window import Window
 
@@ -39,6 +40,7 @@ def analyse(es, settings: Settings, job: str, window: Window, rules: dict | None
     raise ConfigError(f"unknown log job {job!r}; known: {', '.join(JOBS)}")
 
 
+@reports("log_job")
 def run_job(settings: Settings, job: str, window: Window, es=None) -> Findings:
     """Analyse one window, then store: findings index (idempotent upsert) and lake part."""
     from etl.logs import findings as store
