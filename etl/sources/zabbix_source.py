@@ -13,7 +13,7 @@ from etl.config import Settings
 from etl.errors import ConfigError
 from etl.sources.base import ItemCatalog
 from etl.sources.zabbix_common import history_cutoff
-from etl.sources.zabbix_meta import Retention
+from etl.sources.zabbix_meta import VALUE_TYPES as HISTORY_VALUE_TYPES, Retention
 
 
 class ZabbixSource:
@@ -56,6 +56,14 @@ class ZabbixSource:
             cutoff = history_cutoff(retention[itemid].history_s, now_s)
             groups[(meta.value_type, cutoff)].append(itemid)
         return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)))
+
+    @staticmethod
+    def earlier_types(value_type: int) -> tuple[int, ...]:
+        """History tables an item of `value_type` may also have rows in: after item.update changed
+        its type, what it wrote before stays in the old type's table (Zabbix neither moves nor,
+        with the housekeeper off, deletes it). Read for the item's raw spans only; trends of an
+        earlier type are not read."""
+        return tuple(t for t in HISTORY_VALUE_TYPES if t != value_type)
 
     @staticmethod
     def _on_bad(quarantine) -> Callable[[dict, str], None]:
