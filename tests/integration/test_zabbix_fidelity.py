@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import os
+import re
+import subprocess
+import sys
+import types
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -29,7 +35,9 @@ PREFIX = f"monetltest-fidelity-{uuid.uuid4().hex[:6]}"
 U64 = 2**64 - 1
 EXTREMES = [0, 1, 2**53, 2**53 + 1, 2**63 - 1, 2**63, 2**64 - 2, U64]
 INVALID_UINT = ["-1", str(2**64), "99999999999999999999"]  # numeric(20) holds all three
-MODES = {"api": 0, "db": 30}  # minute offset of each mode's windows inside the test hour
+# minute offset of each run's window inside the test hour; "cli" is `monetl ingest zabbix --mode db`
+MODES = {"api": 0, "db": 30, "cli": 15}
+SOURCE_MODE = {"api": "api", "db": "db", "cli": "db"}
 TABLES = {0: "history", 1: "history_str", 2: "history_log", 3: "history_uint", 4: "history_text"}
 
 
@@ -139,11 +147,33 @@ def window_of(env, mode: str) -> Window:
     return Window(start, start + dt.timedelta(minutes=5))
 
 
+def cli_ingest(env, window: Window):
+    """`monetl ingest` in a subprocess; its summary line parsed into the fields the tests use."""
+    environment = {**os.environ, "MONETL_ES_INDEX_PREFIX": PREFIX, "MONETL_QUARANTINE_DIR": env.settings.quarantine_dir,
+                   "COLUMNS": "500"}  # one line per fact in the printed summary
+    done = subprocess.run([sys.executable, "-m", "etl", "ingest", "zabbix", "--mode", "db", "--host", env.host,
+                           "--start", window.start.isoformat(), "--end", window.end.isoformat(), "--overlap", "0m"],
+                          capture_output=True, text=True, env=environment, timeout=300,
+                          cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stdout + done.stderr
+    total = re.search(r"total\W+(\d+)\W+(\d+)\W+(\d+)", done.stdout)
+    path = re.search(r"quarantine file:\s*(\S+)", done.stdout)
+    assert total and path, done.stdout
+    return types.SimpleNamespace(ok=True, points_loaded=int(total.group(2)), points_quarantined=int(total.group(3)),
+                                 quarantine_path=path.group(1))
+
+
 @pytest.fixture(scope="module")
 def ingested(env):
-    """Each mode ingests its own window once (the same rows in both): summaries by mode."""
-    return {mode: ingest.run(env.settings, open_source("zabbix", env.settings, mode, hosts=[env.host]),
-                             window_of(env, mode), overlap=dt.timedelta(0)) for mode in MODES}
+    """Each mode ingests its own window once (the same rows in each): summaries by mode."""
+    runs = {}
+    for mode in MODES:
+        if mode == "cli":
+            runs[mode] = cli_ingest(env, window_of(env, mode))
+        else:
+            runs[mode] = ingest.run(env.settings, open_source("zabbix", env.settings, mode, hosts=[env.host]),
+                                    window_of(env, mode), overlap=dt.timedelta(0))
+    return runs
 
 
 @pytest.mark.parametrize("mode", list(MODES))
@@ -180,7 +210,8 @@ def test_history_of_the_earlier_value_type_keeps_its_own_type(env, ingested, mod
     assert (old_log["value_type"], old_log["log_source"], old_log["log_eventid"]) == (2, "app", 17)
     assert docs[(ids["was.log"], t0 + 12, 0)]["log_source"] is None
     # gaps counts the earlier types' rows too: nothing missing for the changed items
-    changed = open_source("zabbix", env.settings, mode, hosts=[env.host], itemids=[ids["was.float"], ids["was.log"]])
+    changed = open_source("zabbix", env.settings, SOURCE_MODE[mode], hosts=[env.host],
+                          itemids=[ids["was.float"], ids["was.log"]])
     counts = changed.count(window, dt.timedelta(minutes=5))
     assert sum(counts.values()) == 6
 
@@ -217,7 +248,7 @@ def test_api_reads_the_global_housekeeping_override_like_db_mode(env):
         api.housekeeping.update({"hk_history_global": 1, "hk_history": "3650d", "hk_trends_global": 1,
                                  "hk_trends": "3653d"})
         retention = {}
-        for mode in MODES:
+        for mode in ("api", "db"):
             _, retention[mode] = open_source("zabbix", env.settings, mode, hosts=[env.host]).catalog()
         assert retention["api"] == retention["db"]
         assert {(r.history_s, r.trends_s) for r in retention["api"].values()} == {(3650 * 86400, 3653 * 86400)}
