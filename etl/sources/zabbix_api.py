@@ -1,7 +1,8 @@
 """Zabbix through its JSON-RPC API (zabbix_utils): metadata once per source object, then history
-per value type (history.get's `history` must equal the item's value_type, a mismatch silently returns
-nothing), items in batches, time spans under a row budget (see zabbix_common.fetch_under_budget), and
-trend.get for hours older than an item's history retention.
+per value type (history.get's `history` picks the table; it returns an item's rows in that table
+whatever the item's current type, so history written before item.update changed the type is read
+by probing the other tables too), items in batches, time spans under a row budget (see
+zabbix_common.fetch_under_budget), and trend.get for hours older than an item's history retention.
 
 Facts this shapes around (Zabbix 6.0, measured): no paging or cursor; time_from/time_till are
 inclusive (spans are inclusive second ranges, disjoint by construction); ~150k float rows hit PHP's
