@@ -34,8 +34,9 @@ logging.getLogger("zabbix_utils").setLevel(logging.INFO)
 
 DEFAULT_ROW_BUDGET = 50_000
 DEFAULT_ITEM_BATCH = 500
-# items per countOutput probe of an earlier value type's table (see _plans)
-EARLIER_TYPE_ITEM_BATCH = 5000
+# items per countOutput probe of an earlier value type's table (see _plans). Measured on Zabbix 6.0
+# here: ~50 ms per call plus ~12 ms per 1,000 item ids, so few large probes beat many small ones.
+EARLIER_TYPE_ITEM_BATCH = 20_000
 _HOST_BATCH = 200
 
 
@@ -174,7 +175,7 @@ class ZabbixApiSource(ZabbixSource):
                     yield value_type, resolution, span, chunk
                 if resolution == RAW:
                     # History under an earlier value type: almost always empty, so one countOutput
-                    # per earlier type and per earlier_type_batch items settles it (~80 calls at
+                    # per earlier type and per earlier_type_batch items settles it (~20 calls at
                     # 100,000 items); fetch_under_budget splits the rare non-empty ones.
                     for earlier in self.earlier_types(value_type):
                         for chunk in chunks(sorted(ids), self.earlier_type_batch):
