@@ -164,9 +164,12 @@ def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=
     numeric = np.isin(codes, np.array(NUMERIC_TYPES, dtype=np.int8))
     value_arr = _column(value, pa.float64(), n)
     text_arr = _column(value_text, pa.string(), n)
-    if value_uint is None:
-        value_uint = _exact_uint(value_arr)
-    uint_arr = _only_where(_column(value_uint, pa.uint64(), n), codes == UINT)
+    uint_rows = codes == UINT
+    if not uint_rows.any():
+        uint_arr = pa.nulls(n, pa.uint64())
+    else:
+        uint_arr = _only_where(_column(_exact_uint(value_arr) if value_uint is None else value_uint, pa.uint64(), n),
+                               uint_rows)
     log_rows = codes == LOG
     # A numeric item never carries text and a text item never a number, whatever the caller passed.
     value_arr = pc.if_else(pa.array(numeric), value_arr, pa.scalar(None, pa.float64())) if n else value_arr
