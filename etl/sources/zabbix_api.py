@@ -165,6 +165,7 @@ class ZabbixApiSource(ZabbixSource):
     # -- planning -----------------------------------------------------------------------------
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:
         """(history/trend table's value type, resolution, span, itemids) per request plan."""
+        raw_spans: dict[Span, list[tuple[int, list[int]]]] = {}
         for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
                 per_call = self.item_batch
@@ -174,12 +175,11 @@ class ZabbixApiSource(ZabbixSource):
                 for chunk in chunks(sorted(ids), per_call):
                     yield value_type, resolution, span, chunk
                 if resolution == RAW:
-                    # History under an earlier value type: almost always empty, so one countOutput
-                    # per earlier type and per earlier_type_batch items settles it (~20 calls at
-                    # 100,000 items); fetch_under_budget splits the rare non-empty ones.
-                    for earlier in self.earlier_types(value_type):
-                        for chunk in chunks(sorted(ids), self.earlier_type_batch):
-                            yield earlier, RAW, span, chunk
+                    raw_spans.setdefault(span, []).append((value_type, ids))
+        # History under an earlier value type: almost always empty, so one countOutput per table
+        # and per earlier_type_batch items settles it (~25 calls at 100,000 items in one retention
+        # group); fetch_under_budget splits the rare non-empty ones.
+        yield from self._earlier_plans(raw_spans, self.earlier_type_batch)
 
     # -- requests -----------------------------------------------------------------------------
     def _history_count(self, value_type: int):

@@ -114,15 +114,16 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
 
     # -- planning (same rules as the API mode) --------------------------------------------------
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:
+        raw_spans: dict[Span, list[tuple[int, list[int]]]] = {}
         for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
                 for chunk in chunks(sorted(ids), ITEMS_PER_QUERY):
                     yield value_type, resolution, span, chunk
-                    if resolution == RAW:
-                        # the other history tables for the same items and span (rows written under an
-                        # earlier value type): index probes on (itemid, clock), nearly always empty
-                        for earlier in self.earlier_types(value_type):
-                            yield earlier, RAW, span, chunk
+                if resolution == RAW:
+                    raw_spans.setdefault(span, []).append((value_type, ids))
+        # the other history tables for the same items and spans (rows written under an earlier
+        # value type): index probes on (itemid, clock), nearly always empty
+        yield from self._earlier_plans(raw_spans, ITEMS_PER_QUERY)
 
     @staticmethod
     def _select(value_type: int, resolution: str) -> tuple[str, str, list[tuple[str, pa.DataType]]]:

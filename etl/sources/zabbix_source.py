@@ -7,12 +7,12 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from typing import Callable
+from typing import Callable, Iterator
 
 from etl.config import Settings
 from etl.errors import ConfigError
-from etl.sources.base import ItemCatalog
-from etl.sources.zabbix_common import history_cutoff
+from etl.sources.base import RAW, ItemCatalog
+from etl.sources.zabbix_common import Span, chunks, history_cutoff
 from etl.sources.zabbix_meta import VALUE_TYPES as HISTORY_VALUE_TYPES, Retention
 
 
@@ -64,6 +64,18 @@ class ZabbixSource:
         with the housekeeper off, deletes it). Read for the item's raw spans only; trends of an
         earlier type are not read."""
         return tuple(t for t in HISTORY_VALUE_TYPES if t != value_type)
+
+    def _earlier_plans(self, raw_spans: dict, per_request: int) -> Iterator[tuple[int, str, Span, list[int]]]:
+        """Plans reading the other history tables: raw_spans maps each raw Span to the
+        (current value_type, itemids) groups planned over it. Per span and table, one plan per
+        `per_request` items of every group whose current type is another one (so groups sharing
+        a span share the requests: nearly all of them find nothing)."""
+        for span, groups in raw_spans.items():
+            for table_type in HISTORY_VALUE_TYPES:
+                ids = sorted(i for value_type, group in groups if table_type in self.earlier_types(value_type)
+                             for i in group)
+                for chunk in chunks(ids, per_request):
+                    yield table_type, RAW, span, chunk
 
     @staticmethod
     def _on_bad(quarantine) -> Callable[[dict, str], None]:

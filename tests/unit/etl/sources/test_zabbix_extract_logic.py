@@ -247,11 +247,12 @@ def test_api_source_reads_history_of_an_earlier_value_type_with_its_own_type(tmp
     assert (rows[2]["log_timestamp"], rows[2]["log_source"], rows[2]["log_severity"], rows[2]["log_eventid"]) == \
         (start - 9, "Security", 4, 4625)
     assert (rows[3]["value_type"], rows[3]["value"], rows[3]["value_uint"], rows[3]["log_source"]) == (0, 0.5, None, None)
-    # one countOutput probe per earlier type for the float item's group, then fetches only where rows are
-    probes = [p for m, p in api.calls if m == "history.get" and p.get("countOutput") and p["itemids"] == [1]]
-    assert sorted(p["history"] for p in probes) == [0, 1, 2, 3, 4]
+    # one countOutput per table holding everything of the other types (the float and the text item
+    # share them), then fetches only where rows are
+    probes = sorted((p["history"], p["itemids"]) for m, p in api.calls if m == "history.get" and p.get("countOutput"))
+    assert probes == [(0, [1]), (0, [2]), (1, [1, 2]), (2, [1, 2]), (3, [1, 2]), (4, [1]), (4, [2])]
     fetched = sorted(p["history"] for m, p in api.calls if m == "history.get" and not p.get("countOutput")
-                     and p["itemids"] == [1])
+                     and 1 in p["itemids"])
     assert fetched == [0, 2, 3]
     assert sum(src.count(window, dt.timedelta(minutes=5)).values()) == 3
 
