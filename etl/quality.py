@@ -172,7 +172,8 @@ def row_failures(batch: pa.RecordBatch, window: Window | None, failed: set[str] 
             record(_invalid_utf8(batch.column(name)), rule["reason"], [name])
     for expectation in spec["expectations"]:
         column = expectation["kwargs"]["column"]
-        shown = [column] + (["value_type"] if column in ("value", "value_text") else []) + \
+        shown = [column] + (["value"] if column == "value_uint" else []) + \
+                (["value_type"] if column in ("value", "value_text", "value_uint") else []) + \
                 (["clock"] if column == "clock" else [])
         record(_expectation_failures(batch, expectation, params), expectation["meta"]["reason"], list(dict.fromkeys(shown)))
     return reasons

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
+import re
 from pathlib import Path
 
 import pyarrow as pa
@@ -18,12 +19,16 @@ _SCALARS = {
     "int16": pa.int16(),
     "int32": pa.int32(),
     "int64": pa.int64(),
+    "uint64": pa.uint64(),
     "float64": pa.float64(),
     "bool": pa.bool_(),
     "date": pa.date32(),
     "timestamp_ns_utc": pa.timestamp("ns", tz="UTC"),
     "timestamp_us_utc": pa.timestamp("us", tz="UTC"),
 }
+
+
+_DECIMAL = re.compile(r"^decimal\((\d+),\s*(\d+)\)$")
 
 
 def _split_top(text: str) -> list[str]:
@@ -48,6 +53,8 @@ def arrow_type(spec: str) -> pa.DataType:
     spec = spec.strip()
     if spec in _SCALARS:
         return _SCALARS[spec]
+    if match := _DECIMAL.match(spec):
+        return pa.decimal128(int(match.group(1)), int(match.group(2)))
     if spec.startswith("list<") and spec.endswith(">"):
         return pa.list_(arrow_type(spec[5:-1]))
     if spec.startswith("struct<") and spec.endswith(">"):
@@ -82,6 +89,7 @@ def point_schema() -> pa.Schema:
 FLOAT, CHAR, LOG, UINT, TEXT = 0, 1, 2, 3, 4
 NUMERIC_TYPES = (FLOAT, UINT)
 TEXT_TYPES = (CHAR, LOG, TEXT)
+UINT64_MAX = 2**64 - 1
 
 
 def point_id(source: str, itemid: int, clock: int, ns: int, resolution: str = "raw") -> str:

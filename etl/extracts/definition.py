@@ -27,6 +27,11 @@ TYPES = {
     "timestamptz": ("TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE"),
     "timestamp": ("TIMESTAMP", "TIMESTAMP"),
     "bool": ("BOOLEAN", "BOOL"),
+    # Exact unsigned aggregates (rollup min_uint/max_uint/last_uint, sum_uint): Hyper has no uint64.
+    # Hyper stores precision above 18 as a 128-bit numeric, which needs database file version 3
+    # (see hyper_store.WIDE_NUMERIC_TYPES): an extract using these is created at that version.
+    "uint": ("DECIMAL(20,0)", "NUMERIC(20,0)"),
+    "decimal38": ("DECIMAL(38,0)", "NUMERIC(38,0)"),
 }
 _NAME = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 

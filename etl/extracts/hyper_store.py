@@ -28,6 +28,16 @@ except ImportError as exc:  # pragma: no cover - the package is a declared depen
     raise ImportError("tableauhyperapi is required for extracts") from exc
 
 
+# Column types stored as 128-bit numerics in Hyper, which only database file version 3 and later
+# hold; files without them keep the process default (readable by older Tableau releases).
+WIDE_NUMERIC_TYPES = frozenset({"uint", "decimal38"})
+WIDE_NUMERIC_DATABASE_VERSION = 3
+
+
+def needs_wide_numerics(tables: list[model.Table]) -> bool:
+    return any(c.type in WIDE_NUMERIC_TYPES for t in tables for c in t.columns)
+
+
 def _ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -84,6 +94,11 @@ class ExtractWriter:
             self.work.unlink(missing_ok=True)
             mode = CreateMode.CREATE
         try:
+            if mode == CreateMode.CREATE and needs_wide_numerics(self.tables):
+                with Connection(self.process.endpoint) as bare:
+                    bare.execute_command(f"CREATE DATABASE {_ident(str(self.work))} "
+                                         f"WITH VERSION {WIDE_NUMERIC_DATABASE_VERSION}")
+                mode = CreateMode.NONE
             self.conn = Connection(self.process.endpoint, str(self.work), mode)
             self._ensure_tables()
             self.conn.execute_command("BEGIN TRANSACTION")

@@ -26,7 +26,7 @@ from etl.window import Window
 ARROW_TYPES = {
     "text": pa.string(), "bigint": pa.int64(), "int": pa.int32(), "double": pa.float64(),
     "date": pa.date32(), "timestamptz": pa.timestamp("us", tz="UTC"), "timestamp": pa.timestamp("us"),
-    "bool": pa.bool_(),
+    "bool": pa.bool_(), "uint": pa.decimal128(20, 0), "decimal38": pa.decimal128(38, 0),
 }
 
 

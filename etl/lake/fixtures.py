@@ -58,7 +58,10 @@ def synthetic_points(source: str, day: dt.date, *, hosts: list[str], items_per_h
                 values = list(rng.normal(50, 20, n))
                 texts_col = [None] * n
             elif value_type == 3:
-                values = [float(v) for v in rng.integers(0, 2**40, n)]
+                # exact unsigned values, the top of the range included (2^64-1 is not a float64)
+                exact = [int(v) for v in rng.integers(0, 2**40, n)]
+                exact[: min(n, 2)] = [2**64 - 1, 2**63 + 1][: min(n, 2)]
+                values = [float(v) for v in exact]
                 texts_col = [None] * n
             else:
                 values = [None] * n
@@ -72,6 +75,11 @@ def synthetic_points(source: str, day: dt.date, *, hosts: list[str], items_per_h
                 "resolution": ["raw"] * n, "value_min": [None] * n, "value_max": [None] * n,
                 "value_count": [None] * n, "tags": [[{"tag": "service", "value": "交易"}, {"tag": "env", "value": "prod"}]] * n,
                 "run_id": [run_id] * n,
+                "value_uint": exact if value_type == 3 else [None] * n,
+                "log_timestamp": [int(c) - 1 for c in clocks] if value_type == 2 else [None] * n,
+                "log_source": ["Security"] * n if value_type == 2 else [None] * n,
+                "log_severity": [k % 10 for k in range(n)] if value_type == 2 else [None] * n,
+                "log_eventid": [4624 + k % 2 for k in range(n)] if value_type == 2 else [None] * n,
             }
             if with_trends and value_type in (0, 3):
                 for hour in range(0, 24, 6):
@@ -82,7 +90,9 @@ def synthetic_points(source: str, day: dt.date, *, hosts: list[str], items_per_h
                                         ("units", "%"), ("value_type", value_type), ("value", 42.5 + hour),
                                         ("value_text", None), ("clock", clock), ("ns", 0), ("resolution", "1h"),
                                         ("value_min", 1.0 + hour), ("value_max", 99.0), ("value_count", 60),
-                                        ("tags", []), ("run_id", run_id)):
+                                        ("tags", []), ("run_id", run_id), ("value_uint", None),
+                                        ("log_timestamp", None), ("log_source", None), ("log_severity", None),
+                                        ("log_eventid", None)):
                         rows[name].append(value)
             for name, values_list in rows.items():
                 columns[name].extend(values_list)

@@ -1,6 +1,8 @@
 """Rollups of one day's points: per item and bucket min, max, sum, count, last (avg = sum/count).
 
-Numeric value types only. Raw points feed every resolution; Zabbix trend points (resolution 1h)
+Numeric value types only. Unsigned points (value_uint) also get exact min_uint/max_uint/last_uint
+(uint64) and sum_uint (DECIMAL(38,0), summed as HUGEINT: a day of 2^64-1 values cannot overflow),
+beside the float64 columns every numeric item has. Raw points feed every resolution; Zabbix trend points (resolution 1h)
 feed only the 1h rollup (a 5-minute bucket cannot be made from an hourly aggregate), and only for
 item-hours that have no raw points, so nothing is counted twice."""
 
@@ -32,7 +34,10 @@ def _sql(bucket: int, with_trends: bool) -> str:
     raw = f"""
         SELECT source, host, itemid, (clock // {bucket}) * {bucket} AS bucket, {_ATTRS},
                min(value) AS min, max(value) AS max, sum(value) AS sum, count(value) AS count,
-               arg_max(value, ts) AS last
+               arg_max(value, ts) AS last,
+               min(value_uint) AS min_uint, max(value_uint) AS max_uint,
+               CAST(sum(CAST(value_uint AS HUGEINT)) AS DECIMAL(38, 0)) AS sum_uint,
+               arg_max(value_uint, ts) AS last_uint
         FROM (SELECT *, clock * 1000000000 + ns AS ts FROM points
               WHERE resolution = 'raw' AND value_type IN ({numeric}) AND value IS NOT NULL)
         GROUP BY source, host, itemid, bucket"""
@@ -41,7 +46,9 @@ def _sql(bucket: int, with_trends: bool) -> str:
     trends = f"""
         SELECT source, host, itemid, (clock // {bucket}) * {bucket} AS bucket, {_ATTRS},
                min(value_min) AS min, max(value_max) AS max, sum(value * value_count) AS sum,
-               sum(value_count)::BIGINT AS count, arg_max(value, ts) AS last
+               sum(value_count)::BIGINT AS count, arg_max(value, ts) AS last,
+               NULL::UBIGINT AS min_uint, NULL::UBIGINT AS max_uint, NULL::DECIMAL(38, 0) AS sum_uint,
+               NULL::UBIGINT AS last_uint
         FROM (SELECT *, clock * 1000000000 + ns AS ts FROM points
               WHERE resolution = '1h' AND value_type IN ({numeric}) AND value_count > 0)
         GROUP BY source, host, itemid, bucket"""

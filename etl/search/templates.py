@@ -5,10 +5,13 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import logging
 
 from etl.config import Settings
 from etl.errors import StoreError
 from etl.schema import SCHEMAS_DIR
+
+log = logging.getLogger(__name__)
 
 POINTS_TEMPLATE = SCHEMAS_DIR / "es" / "points_template.json"
 
@@ -31,11 +34,13 @@ def points_template_name(settings: Settings) -> str:
 
 
 def apply_points_template(client, settings: Settings) -> str:
-    """Create or update the points index template; returns its name. Existing indices keep their
-    mapping (a template applies at index creation), new daily indices get this one."""
+    """Create or update the points index template; returns its name. A template applies at index
+    creation, so fields added to the contract since (additive only) are also put on the existing
+    daily indices: otherwise the strict mapping would refuse a new point for today's index."""
     name = points_template_name(settings)
+    body = points_template(settings)
     try:
-        client.indices.put_index_template(name=name, **points_template(settings))
+        client.indices.put_index_template(name=name, **body)
     except StoreError:  # Elasticsearch unreachable: that error already names the URL, once
         raise
     except Exception as exc:  # a connection error's text may carry the URL: redact it
@@ -43,4 +48,10 @@ def apply_points_template(client, settings: Settings) -> str:
 
         raise StoreError(f"cannot apply index template {name} at {redact_url(settings.es_url)}: "
                          f"{redact_url(str(exc))[:500]}") from None
+    try:
+        client.indices.put_mapping(index=body["index_patterns"][0], allow_no_indices=True, ignore_unavailable=True,
+                                   expand_wildcards="open", properties=body["template"]["mappings"]["properties"])
+    except Exception as exc:  # e.g. an index made under an older, conflicting template: its points
+        # are refused per document and quarantined at load with Elasticsearch's reason
+        log.info("existing %s indices keep their mapping: %s", body["index_patterns"][0], str(exc)[:300])
     return name

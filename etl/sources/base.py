@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from etl.schema import NUMERIC_TYPES, point_schema
+from etl.schema import LOG, NUMERIC_TYPES, UINT, point_schema
 
 if TYPE_CHECKING:
     from etl.config import Settings
@@ -135,12 +135,19 @@ def _const(value: str, n: int) -> pa.Array:
 
 
 def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=None, value_text=None,
-                 resolution: str = RAW, value_min=None, value_max=None, value_count=None) -> pa.RecordBatch:
+                 resolution: str = RAW, value_min=None, value_max=None, value_count=None, value_type=None,
+                 value_uint=None, log_timestamp=None, log_source=None, log_severity=None,
+                 log_eventid=None) -> pa.RecordBatch:
     """A point batch from columns (numpy arrays, Arrow arrays or lists) plus the item catalog.
 
     Every itemid must be in the catalog (callers drop or quarantine unknown ones first, see
     `split_known`). `value` is for numeric items, `value_text` for text items; the other stays null
-    per row according to the item's value_type, so a caller may pass both from a mixed query."""
+    per row according to the point's value_type, so a caller may pass both from a mixed query.
+    `value_type` (per row) is the type the value was stored under, when it differs from the item's
+    current one (history written before an item.update changed it); default: the catalog's.
+    `value_uint` is the exact unsigned value (kept for value_type 3 only); without it an unsigned
+    point gets it from `value` where that float is an exact integer (0..2^53), else null, which
+    validation rejects. The log_* columns are kept for value_type 2 only."""
     schema = point_schema()
     itemids = np.asarray(itemid, dtype=np.int64)
     n = len(itemids)
@@ -149,18 +156,33 @@ def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=
         missing = sorted(set(itemids[rows < 0].tolist()))[:5]
         raise ValueError(f"itemids not in the {catalog.source} catalog: {missing}")
     meta = catalog.table.take(pa.array(rows, type=pa.int64()))
-    value_types = meta.column("value_type").combine_chunks() if n else pa.array([], pa.int8())
-    numeric = np.isin(np.asarray(value_types.to_numpy(zero_copy_only=False), dtype=np.int8),
-                      np.array(NUMERIC_TYPES, dtype=np.int8))
+    if value_type is not None:
+        value_types = _column(np.asarray(value_type, dtype=np.int8), pa.int8(), n)
+    else:
+        value_types = meta.column("value_type").combine_chunks() if n else pa.array([], pa.int8())
+    codes = np.asarray(value_types.to_numpy(zero_copy_only=False), dtype=np.int8)
+    numeric = np.isin(codes, np.array(NUMERIC_TYPES, dtype=np.int8))
     value_arr = _column(value, pa.float64(), n)
     text_arr = _column(value_text, pa.string(), n)
+    uint_rows = codes == UINT
+    if not uint_rows.any():
+        uint_arr = pa.nulls(n, pa.uint64())
+    else:
+        uint_arr = _only_where(_column(_exact_uint(value_arr) if value_uint is None else value_uint, pa.uint64(), n),
+                               uint_rows)
+    log_rows = codes == LOG
     # A numeric item never carries text and a text item never a number, whatever the caller passed.
     value_arr = pc.if_else(pa.array(numeric), value_arr, pa.scalar(None, pa.float64())) if n else value_arr
     text_arr = pc.if_else(pa.array(~numeric), text_arr, pa.scalar(None, pa.string())) if n else text_arr
     columns = {
         "source": _const(catalog.source, n),
         "value": value_arr,
+        "value_uint": uint_arr,
         "value_text": text_arr,
+        "log_timestamp": _only_where(_column(log_timestamp, pa.int64(), n), log_rows),
+        "log_source": _only_where(_column(log_source, pa.string(), n), log_rows),
+        "log_severity": _only_where(_column(log_severity, pa.int32(), n), log_rows),
+        "log_eventid": _only_where(_column(log_eventid, pa.int64(), n), log_rows),
         "clock": _column(np.asarray(clock, dtype=np.int64), pa.int64(), n),
         "ns": _column(np.asarray(ns, dtype=np.int32), pa.int32(), n),
         "resolution": _const(resolution, n),
@@ -171,7 +193,31 @@ def build_points(catalog: ItemCatalog, *, itemid, clock, ns, run_id: str, value=
     }
     for name in _META_COLUMNS:
         columns[name] = meta.column(name).combine_chunks() if n else pa.array([], schema.field(name).type)
+    columns["value_type"] = value_types
     return pa.RecordBatch.from_arrays([columns[f.name] for f in schema], schema=schema)
+
+
+def _only_where(array: pa.Array, rows: np.ndarray) -> pa.Array:
+    """`array` where `rows` is true, null elsewhere (a column that belongs to one value type)."""
+    if len(array) == 0 or (array.null_count == len(array)):
+        return array
+    return pc.if_else(pa.array(rows), array, pa.scalar(None, array.type))
+
+
+_EXACT_FLOAT_INT = float(2**53)
+
+
+def _exact_uint(values: pa.Array) -> pa.Array:
+    """uint64 from float64 where the float is an integer that float64 holds exactly (0..2^53):
+    a source that only has floats (KCMM 0/1 counters) still gets an exact value_uint; anything
+    else stays null rather than pretending to be exact."""
+    if len(values) == 0:
+        return pa.array([], pa.uint64())
+    floats = values.to_numpy(zero_copy_only=False).astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        ok = np.isfinite(floats) & (floats >= 0) & (floats <= _EXACT_FLOAT_INT) & (np.floor(floats) == floats)
+    ints = np.where(ok, floats, 0).astype(np.uint64)
+    return pa.array(ints, type=pa.uint64(), mask=~ok)
 
 
 def points_from_rows(catalog: ItemCatalog, rows: Sequence[dict], run_id: str,
@@ -181,9 +227,16 @@ def points_from_rows(catalog: ItemCatalog, rows: Sequence[dict], run_id: str,
     def col(name):
         return [r.get(name) for r in rows]
 
+    def optional(name):
+        return col(name) if any(r.get(name) is not None for r in rows) else None
+
     return build_points(catalog, itemid=col("itemid"), clock=col("clock"), ns=[r.get("ns", 0) for r in rows],
                         run_id=run_id, value=col("value"), value_text=col("value_text"), resolution=resolution,
-                        value_min=col("value_min"), value_max=col("value_max"), value_count=col("value_count"))
+                        value_min=col("value_min"), value_max=col("value_max"), value_count=col("value_count"),
+                        value_type=col("value_type") if all(r.get("value_type") is not None for r in rows) else None,
+                        value_uint=optional("value_uint"), log_timestamp=col("log_timestamp"),
+                        log_source=col("log_source"), log_severity=col("log_severity"),
+                        log_eventid=col("log_eventid"))
 
 
 def empty_points() -> pa.RecordBatch:

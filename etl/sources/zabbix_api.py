@@ -1,7 +1,8 @@
 """Zabbix through its JSON-RPC API (zabbix_utils): metadata once per source object, then history
-per value type (history.get's `history` must equal the item's value_type, a mismatch silently returns
-nothing), items in batches, time spans under a row budget (see zabbix_common.fetch_under_budget), and
-trend.get for hours older than an item's history retention.
+per value type (history.get's `history` picks the table; it returns an item's rows in that table
+whatever the item's current type, so history written before item.update changed the type is read
+by probing the other tables too), items in batches, time spans under a row budget (see
+zabbix_common.fetch_under_budget), and trend.get for hours older than an item's history retention.
 
 Facts this shapes around (Zabbix 6.0, measured): no paging or cursor; time_from/time_till are
 inclusive (spans are inclusive second ranges, disjoint by construction); ~150k float rows hit PHP's
@@ -22,9 +23,10 @@ from urllib.error import HTTPError, URLError
 from etl.backoff import Backoff
 from etl.config import Settings
 from etl.errors import SourceError
-from etl.schema import NUMERIC_TYPES
+from etl.schema import LOG, NUMERIC_TYPES
 from etl.sources.base import HOURLY, MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_start, bucket_starts, rebatch
-from etl.sources.zabbix_common import Span, TooBig, chunks, fetch_under_budget, history_batch, plan_spans, trend_batch
+from etl.sources.zabbix_common import (LOG_FIELDS, LOG_SOURCE_COLUMNS, Span, TooBig, chunks, fetch_under_budget,
+                                       history_batch, plan_spans, trend_batch)
 from etl.sources.zabbix_meta import Retention, catalog_from_api, host_groups_selector
 from etl.sources.zabbix_source import ZabbixSource
 
@@ -48,6 +50,9 @@ def _empty_body(error: HTTPError) -> bool:
 
 DEFAULT_ROW_BUDGET = 50_000
 DEFAULT_ITEM_BATCH = 500
+# items per countOutput probe of an earlier value type's table (see _plans). Measured on Zabbix 6.0
+# here: ~50 ms per call plus ~12 ms per 1,000 item ids, so few large probes beat many small ones.
+EARLIER_TYPE_ITEM_BATCH = 20_000
 _HOST_BATCH = 200
 
 
@@ -57,11 +62,13 @@ class ZabbixApiSource(ZabbixSource):
     def __init__(self, settings: Settings, hosts: list[str] | None = None, itemids: list[int] | None = None,
                  max_batch_rows: int = MAX_BATCH_ROWS, row_budget: int = DEFAULT_ROW_BUDGET,
                  item_batch: int = DEFAULT_ITEM_BATCH, use_trends: str = "auto", timeout: int = 120,
-                 api=None, now: dt.datetime | None = None, retries: int = 3, backoff: Backoff = Backoff(1.0, 20.0)):
+                 api=None, now: dt.datetime | None = None, retries: int = 3, backoff: Backoff = Backoff(1.0, 20.0),
+                 earlier_type_batch: int = EARLIER_TYPE_ITEM_BATCH):
         super().__init__(settings, hosts, itemids, max_batch_rows, use_trends, now)
         self.retries, self.backoff = retries, backoff
         self.row_budget = row_budget
         self.item_batch = item_batch
+        self.earlier_type_batch = earlier_type_batch
         self.timeout = timeout
         self._api = api
         self._owns_session = False
@@ -181,22 +188,28 @@ class ZabbixApiSource(ZabbixSource):
             if self.itemids:
                 params["itemids"] = self.itemids
             items += self.call("item.get", params)
-        hk_history = hk_trends = None
-        try:
-            hk = self.call("settings.get", {"output": ["hk_history_global", "hk_history",
-                                                       "hk_trends_global", "hk_trends"]})
-            if str(hk.get("hk_history_global")) == "1":
-                hk_history = hk.get("hk_history")
-            if str(hk.get("hk_trends_global")) == "1":
-                hk_trends = hk.get("hk_trends")
-        except SourceError as exc:  # non-super-admin users may not read settings: item values stand
-            log.info("zabbix housekeeping overrides not readable (%s); using item retention", exc)
+        hk_history, hk_trends = self._housekeeping()
         catalog, retention = catalog_from_api(hosts, items, groups_key, hk_history, hk_trends)
         log.info("zabbix API catalog: %d hosts, %d items", len(hosts), len(catalog))
         return catalog, retention
 
+    def _housekeeping(self) -> tuple[str | None, str | None]:
+        """Global history/trends overrides (hk_history / hk_trends when their *_global flag is on),
+        the same values DB mode reads from the `config` table. The API has them in
+        housekeeping.get (5.2+; settings.get refuses hk_* fields)."""
+        try:
+            hk = self.call("housekeeping.get", {"output": ["hk_history_global", "hk_history",
+                                                           "hk_trends_global", "hk_trends"]})
+        except SourceError as exc:  # non-super-admin users may not read it: item values stand
+            log.info("zabbix housekeeping overrides not readable (%s); using item retention", exc)
+            return None, None
+        return (hk.get("hk_history") if str(hk.get("hk_history_global")) == "1" else None,
+                hk.get("hk_trends") if str(hk.get("hk_trends_global")) == "1" else None)
+
     # -- planning -----------------------------------------------------------------------------
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:
+        """(history/trend table's value type, resolution, span, itemids) per request plan."""
+        raw_spans: dict[Span, list[tuple[int, list[int]]]] = {}
         for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
                 per_call = self.item_batch
@@ -205,6 +218,12 @@ class ZabbixApiSource(ZabbixSource):
                     per_call = max(1, min(self.item_batch, self.row_budget // hours))
                 for chunk in chunks(sorted(ids), per_call):
                     yield value_type, resolution, span, chunk
+                if resolution == RAW:
+                    raw_spans.setdefault(span, []).append((value_type, ids))
+        # History under an earlier value type: almost always empty, so one countOutput per table
+        # and per earlier_type_batch items settles it (~25 calls at 100,000 items in one retention
+        # group); fetch_under_budget splits the rare non-empty ones.
+        yield from self._earlier_plans(raw_spans, self.earlier_type_batch)
 
     # -- requests -----------------------------------------------------------------------------
     def _history_count(self, value_type: int):
@@ -214,8 +233,12 @@ class ZabbixApiSource(ZabbixSource):
         return count
 
     def _history_fetch(self, value_type: int):
+        output = ["itemid", "clock", "ns", "value"]
+        if value_type == LOG:
+            output += [LOG_SOURCE_COLUMNS[f] for f in LOG_FIELDS]
+
         def fetch(span: Span, ids: Sequence[int], limit: int | None) -> list:
-            params = {"history": value_type, "itemids": list(ids), "output": ["itemid", "clock", "ns", "value"],
+            params = {"history": value_type, "itemids": list(ids), "output": output,
                       "time_from": span.lo, "time_till": span.hi}
             if limit:
                 params["limit"] = limit
@@ -258,11 +281,14 @@ class ZabbixApiSource(ZabbixSource):
                         continue
                     cols = {k: [r[k] for r in rows] for k in rows[0]}
                     if resolution == RAW:
+                        log = ({f: cols.get(LOG_SOURCE_COLUMNS[f]) for f in LOG_FIELDS} if value_type == LOG
+                               else None)
                         yield history_batch(catalog, run_id, value_type, cols["itemid"], cols["clock"], cols["ns"],
-                                            cols["value"], window_ns, on_bad)
+                                            cols["value"], window_ns, on_bad, log)
                     else:
                         yield trend_batch(catalog, run_id, cols["itemid"], cols["clock"], cols["num"],
-                                          cols["value_min"], cols["value_avg"], cols["value_max"], window_ns)
+                                          cols["value_min"], cols["value_avg"], cols["value_max"], window_ns,
+                                          value_type)
 
         yield from rebatch(batches(), self.max_batch_rows)
 

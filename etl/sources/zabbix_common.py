@@ -5,20 +5,25 @@ Text values: Zabbix stores UTF-8, so text comes through as-is (however long); th
 validation stage's rule and it quarantines oversized values there. A value that cannot be encoded
 as UTF-8 at all (a lone surrogate from a JSON escape) would break the Arrow batch, so it is
 quarantined here with reason "value is not valid UTF-8"; a numeric value that does not parse is
-quarantined with "not a number"."""
+quarantined with "not a number", an unsigned one that is not a uint64 (negative, above 2^64-1, a
+fraction: numeric(20) and the API allow all three) with "unsigned value outside 0..2^64-1" or
+"unsigned value not an integer". Unsigned values are carried exactly (value_uint, uint64) and
+never through float64."""
 
 from __future__ import annotations
 
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from etl.errors import SourceError
-from etl.schema import NUMERIC_TYPES
+from etl.schema import LOG, NUMERIC_TYPES, UINT, UINT64_MAX
 from etl.sources.base import HOURLY, RAW, ItemCatalog, build_points
 
 HOUR = 3600
@@ -179,14 +184,114 @@ def _numbers(values: list) -> tuple[np.ndarray, list[int]]:
         return out, bad
 
 
+LOG_FIELDS = ("log_timestamp", "log_source", "log_severity", "log_eventid")
+# history_log column / history.get field of each log point field
+LOG_SOURCE_COLUMNS = {"log_timestamp": "timestamp", "log_source": "source", "log_severity": "severity",
+                      "log_eventid": "logeventid"}
+
+
+def parse_uint(text) -> tuple[int | None, str | None]:
+    """One unsigned value (API string, DB numeric(20) as text or Decimal) -> (int, None), or
+    (None, reason) when it is not a 64-bit unsigned integer."""
+    if text is None:
+        return None, "unsigned item without a value"
+    try:
+        number = Decimal(str(text).strip())
+    except InvalidOperation:
+        return None, f"not a number: {text!r}"
+    if not number.is_finite():
+        return None, f"not a number: {text!r}"
+    if number != number.to_integral_value():
+        return None, f"unsigned value not an integer: {text!r}"
+    value = int(number)
+    if value < 0 or value > UINT64_MAX:
+        return None, f"unsigned value outside 0..{UINT64_MAX}: {text!r}"
+    return value, None
+
+
+def uint_values(values) -> tuple[pa.Array, list[tuple[int, str]]]:
+    """Exact uint64 array of unsigned values, and (row, reason) of those that are not uint64 (nulls
+    there). Vectorised (Arrow's strict string -> uint64 cast); only a batch holding a bad value
+    pays for the per-row check that names it."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    if isinstance(values, pa.Array):
+        if pa.types.is_unsigned_integer(values.type) and values.null_count == 0:
+            return values.cast(pa.uint64()), []
+        texts = values if pa.types.is_string(values.type) else values.cast(pa.string())
+    else:
+        texts = pa.array([None if v is None else str(v) for v in values], type=pa.string())
+    try:
+        exact = pc.cast(texts, pa.uint64())
+        if exact.null_count == 0:
+            return exact, []
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    parsed, bad = [], []
+    for i, text in enumerate(texts.to_pylist()):
+        value, reason = parse_uint(text)
+        parsed.append(value)
+        if reason:
+            bad.append((i, reason))
+    return pa.array(parsed, type=pa.uint64()), bad
+
+
+def _uint_as_float(exact: pa.Array) -> np.ndarray:
+    # float64 of an exact uint64 (rounded above 2^53 by design: `value` is the approximate column)
+    return pc.cast(exact, pa.float64(), safe=False).to_numpy(zero_copy_only=False)
+
+
+def _log_columns(log: dict, n: int) -> tuple[dict, list[tuple[int, str]]]:
+    """The log point fields from history_log columns / history.get fields (typed or strings)."""
+    cols, bad = {}, []
+    for name in ("log_timestamp", "log_severity", "log_eventid"):
+        raw = log.get(name)
+        if raw is None:
+            continue
+        if isinstance(raw, (pa.Array, pa.ChunkedArray)) and raw.null_count == 0:
+            cols[name] = np.asarray(raw.to_numpy(zero_copy_only=False), dtype=np.int64)
+            continue
+        try:
+            cols[name] = np.asarray([int(v) for v in raw], dtype=np.int64)
+        except (TypeError, ValueError):
+            out = np.zeros(n, dtype=np.int64)
+            for i, v in enumerate(raw):
+                try:
+                    out[i] = int(v)
+                except (TypeError, ValueError):
+                    bad.append((i, f"log {LOG_SOURCE_COLUMNS[name]} not an integer: {v!r}"))
+            cols[name] = out
+    raw = log.get("log_source")
+    if raw is not None:
+        if isinstance(raw, (pa.Array, pa.ChunkedArray)):
+            cols["log_source"] = (raw.combine_chunks() if isinstance(raw, pa.ChunkedArray) else raw).cast(pa.string())
+        else:
+            texts, bad_idx = _encodable(list(raw))
+            if bad_idx:
+                keep = set(bad_idx)
+                texts = pa.array([None if i in keep else v for i, v in enumerate(raw)], type=pa.string())
+                bad += [(i, "log source is not valid UTF-8 (lone surrogate)") for i in bad_idx]
+            cols["log_source"] = texts
+    return cols, bad
+
+
 def history_columns(itemid: Sequence, clock: Sequence, ns: Sequence, value: Sequence, value_type: int,
-                    ) -> tuple[dict, list[tuple[int, str]]]:
-    """Columns for build_points from one value type's history (API strings or DB values), and the
-    (row index, reason) of rows that cannot be converted."""
+                    log: dict | None = None) -> tuple[dict, list[tuple[int, str]]]:
+    """Columns for build_points from one history table (API strings or DB values), and the
+    (row index, reason) of rows that cannot be converted. Every row carries `value_type`, the
+    type of the table it came from, which is not always the item's current type. Unsigned values
+    are exact (value_uint) plus their float64 (value); `log` holds the history_log extras by point
+    field name (LOG_FIELDS) for value_type 2."""
     bad: list[tuple[int, str]] = []
     cols = {"itemid": np.asarray(itemid, dtype=np.int64), "clock": np.asarray(clock, dtype=np.int64),
             "ns": np.asarray(ns, dtype=np.int64)}
-    if isinstance(value, (pa.Array, pa.ChunkedArray)) and value.null_count == 0 and (
+    n = len(cols["itemid"])
+    cols["value_type"] = np.full(n, value_type, dtype=np.int8)
+    if value_type == UINT:
+        exact, bad = uint_values(value)
+        cols["value_uint"] = exact
+        cols["value"] = _uint_as_float(exact)
+    elif isinstance(value, (pa.Array, pa.ChunkedArray)) and value.null_count == 0 and (
             pa.types.is_floating(value.type) or pa.types.is_integer(value.type) or pa.types.is_string(value.type)):
         # Already typed and validated by Arrow (the DB fast path): no per-row conversion.
         if isinstance(value, pa.ChunkedArray):
@@ -195,23 +300,29 @@ def history_columns(itemid: Sequence, clock: Sequence, ns: Sequence, value: Sequ
             cols["value"] = value.cast(pa.float64()).to_numpy(zero_copy_only=False)
         else:
             cols["value_text"] = value.cast(pa.string())
-        bad_ns = np.flatnonzero((cols["ns"] < 0) | (cols["ns"] > 999_999_999))
-        return cols, [(int(i), f"ns out of range: {int(cols['ns'][i])}") for i in bad_ns]
-    values = list(value)
-    if value_type in NUMERIC_TYPES:
-        numbers, bad_idx = _numbers(values)
-        cols["value"] = numbers
-        bad += [(i, f"not a number: {values[i]!r}") for i in bad_idx]
     else:
-        texts, bad_idx = _encodable(values)
-        if bad_idx:
-            keep = set(bad_idx)
-            texts = pa.array([None if i in keep else v for i, v in enumerate(values)], type=pa.string())
-            bad += [(i, "value is not valid UTF-8 (lone surrogate)") for i in bad_idx]
-        cols["value_text"] = texts
+        values = list(value)
+        if value_type in NUMERIC_TYPES:
+            numbers, bad_idx = _numbers(values)
+            cols["value"] = numbers
+            bad += [(i, f"not a number: {values[i]!r}") for i in bad_idx]
+        else:
+            texts, bad_idx = _encodable(values)
+            if bad_idx:
+                keep = set(bad_idx)
+                texts = pa.array([None if i in keep else v for i, v in enumerate(values)], type=pa.string())
+                bad += [(i, "value is not valid UTF-8 (lone surrogate)") for i in bad_idx]
+            cols["value_text"] = texts
+    if value_type == LOG and log:
+        log_cols, log_bad = _log_columns(log, n)
+        cols.update(log_cols)
+        bad += log_bad
     bad_ns = np.flatnonzero((cols["ns"] < 0) | (cols["ns"] > 999_999_999))
     bad += [(int(i), f"ns out of range: {int(cols['ns'][i])}") for i in bad_ns]
-    return cols, sorted(set(bad))
+    first: dict[int, str] = {}
+    for i, reason in bad:
+        first.setdefault(i, reason)
+    return cols, sorted(first.items())
 
 
 def drop_rows(cols: dict, bad_rows: Sequence[int]) -> dict:
@@ -236,9 +347,10 @@ def in_window(cols: dict, start_ns: int, end_ns: int) -> dict:
 
 
 def history_batch(catalog: ItemCatalog, run_id: str, value_type: int, itemid, clock, ns, value,
-                  window_ns: tuple[int, int], on_bad: Callable[[dict, str], None]) -> pa.RecordBatch:
-    """One point batch from a history result; unconvertible rows go to on_bad(record, reason)."""
-    cols, bad = history_columns(itemid, clock, ns, value, value_type)
+                  window_ns: tuple[int, int], on_bad: Callable[[dict, str], None], log: dict | None = None
+                  ) -> pa.RecordBatch:
+    """One point batch from one history table's result; unconvertible rows go to on_bad(record, reason)."""
+    cols, bad = history_columns(itemid, clock, ns, value, value_type, log)
     values = (value.to_pylist() if isinstance(value, (pa.Array, pa.ChunkedArray)) else list(value)) if bad else None
     for i, reason in bad:
         on_bad({"itemid": int(cols["itemid"][i]), "clock": int(cols["clock"][i]), "ns": int(cols["ns"][i]),
@@ -249,10 +361,18 @@ def history_batch(catalog: ItemCatalog, run_id: str, value_type: int, itemid, cl
 
 
 def trend_batch(catalog: ItemCatalog, run_id: str, itemid, clock, num, value_min, value_avg, value_max,
-                window_ns: tuple[int, int]) -> pa.RecordBatch:
-    """Hourly trend rows: value = avg, min/max/count filled, ns 0."""
+                window_ns: tuple[int, int], value_type: int | None = None) -> pa.RecordBatch:
+    """Hourly trend rows: value = avg, min/max/count filled, ns 0. Unsigned trends (trends_uint
+    stores an integer average) also get value_uint = the exact average; one that is not a uint64
+    stays null there and validation quarantines the point."""
     cols = {"itemid": np.asarray(itemid, dtype=np.int64), "clock": np.asarray(clock, dtype=np.int64)}
     cols["ns"] = np.zeros(len(cols["itemid"]), dtype=np.int64)
+    if value_type is not None:
+        cols["value_type"] = np.full(len(cols["itemid"]), value_type, dtype=np.int8)
+    if value_type == UINT:
+        cols["value_uint"], _ = uint_values(value_avg)
+        value_avg = _numbers(list(value_avg) if not isinstance(value_avg, (pa.Array, pa.ChunkedArray))
+                             else value_avg.to_pylist())[0]
     cols["value"] = np.asarray(value_avg, dtype=np.float64)
     cols["value_min"] = np.asarray(value_min, dtype=np.float64)
     cols["value_max"] = np.asarray(value_max, dtype=np.float64)

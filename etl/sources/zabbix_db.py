@@ -16,10 +16,11 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 from etl.config import Settings
-from etl.schema import NUMERIC_TYPES, UINT
+from etl.schema import LOG, NUMERIC_TYPES, UINT
 from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_starts, rebatch
 from etl.sources.sql import SqlSource
-from etl.sources.zabbix_common import HISTORY_TABLES, TREND_TABLES, Span, chunks, history_batch, plan_spans, trend_batch
+from etl.sources.zabbix_common import (HISTORY_TABLES, LOG_FIELDS, LOG_SOURCE_COLUMNS, TREND_TABLES, Span, chunks,
+                                       history_batch, plan_spans, trend_batch)
 from etl.sources.zabbix_meta import Retention, catalog_from_db
 from etl.sources.zabbix_source import ZabbixSource
 
@@ -113,23 +114,35 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
 
     # -- planning (same rules as the API mode) --------------------------------------------------
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:
+        raw_spans: dict[Span, list[tuple[int, list[int]]]] = {}
         for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
                 for chunk in chunks(sorted(ids), ITEMS_PER_QUERY):
                     yield value_type, resolution, span, chunk
+                if resolution == RAW:
+                    raw_spans.setdefault(span, []).append((value_type, ids))
+        # the other history tables for the same items and spans (rows written under an earlier
+        # value type): index probes on (itemid, clock), nearly always empty
+        yield from self._earlier_plans(raw_spans, ITEMS_PER_QUERY)
 
     @staticmethod
     def _select(value_type: int, resolution: str) -> tuple[str, str, list[tuple[str, pa.DataType]]]:
-        """(columns, table, Arrow types) of one query; numeric(20) is cast to float8 in the
-        database, so neither path builds Decimal objects."""
+        """(columns, table, Arrow types) of one query. Unsigned numeric(20) values come as their
+        decimal text (exact; converted to uint64 by Arrow, never through float or Decimal objects);
+        trend min/max are cast to float8 in the database. Log rows bring their four extra columns."""
         if resolution == RAW:
-            value = "value::float8" if value_type == UINT else "value"
-            value_type_arrow = pa.float64() if value_type in NUMERIC_TYPES else pa.string()
-            return (f"itemid, clock, ns, {value} AS value", HISTORY_TABLES[value_type],
-                    [("itemid", pa.int64()), ("clock", pa.int64()), ("ns", pa.int64()), ("value", value_type_arrow)])
-        return ("itemid, clock, num, value_min::float8, value_avg::float8, value_max::float8",
+            value_arrow = pa.float64() if value_type == 0 else pa.string()
+            columns = "itemid, clock, ns, value"
+            types = [("itemid", pa.int64()), ("clock", pa.int64()), ("ns", pa.int64()), ("value", value_arrow)]
+            if value_type == LOG:
+                columns += ", " + ", ".join(f'"{LOG_SOURCE_COLUMNS[f]}"' for f in LOG_FIELDS)
+                types += [(f, pa.string() if f == "log_source" else pa.int64()) for f in LOG_FIELDS]
+            return columns, HISTORY_TABLES[value_type], types
+        avg = "value_avg" if value_type == UINT else "value_avg::float8"
+        return (f"itemid, clock, num, value_min::float8, {avg}, value_max::float8",
                 TREND_TABLES[value_type], [("itemid", pa.int64()), ("clock", pa.int64()), ("num", pa.int64()),
-                                           ("value_min", pa.float64()), ("value_avg", pa.float64()),
+                                           ("value_min", pa.float64()),
+                                           ("value_avg", pa.string() if value_type == UINT else pa.float64()),
                                            ("value_max", pa.float64())])
 
     def _copy_parts(self, conn, value_type: int, resolution: str, span: Span, ids: list[int]) -> Iterator[list]:
@@ -210,9 +223,10 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
                     with contextlib.closing(parts):
                         for cols in parts:
                             if resolution == RAW:
-                                yield history_batch(catalog, run_id, value_type, *cols, window_ns, on_bad)
+                                log = dict(zip(LOG_FIELDS, cols[4:])) if value_type == LOG else None
+                                yield history_batch(catalog, run_id, value_type, *cols[:4], window_ns, on_bad, log)
                             else:
-                                yield trend_batch(catalog, run_id, *cols, window_ns)
+                                yield trend_batch(catalog, run_id, *cols, window_ns, value_type)
 
         try:
             yield from rebatch(batches(), self.max_batch_rows)

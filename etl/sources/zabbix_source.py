@@ -7,13 +7,13 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
-from typing import Callable
+from typing import Callable, Iterator
 
 from etl.config import Settings
 from etl.errors import ConfigError
-from etl.sources.base import ItemCatalog
-from etl.sources.zabbix_common import history_cutoff
-from etl.sources.zabbix_meta import Retention
+from etl.sources.base import RAW, ItemCatalog
+from etl.sources.zabbix_common import Span, chunks, history_cutoff
+from etl.sources.zabbix_meta import VALUE_TYPES as HISTORY_VALUE_TYPES, Retention
 
 
 class ZabbixSource:
@@ -56,6 +56,26 @@ class ZabbixSource:
             cutoff = history_cutoff(retention[itemid].history_s, now_s)
             groups[(meta.value_type, cutoff)].append(itemid)
         return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)))
+
+    @staticmethod
+    def earlier_types(value_type: int) -> tuple[int, ...]:
+        """History tables an item of `value_type` may also have rows in: after item.update changed
+        its type, what it wrote before stays in the old type's table (Zabbix neither moves nor,
+        with the housekeeper off, deletes it). Read for the item's raw spans only; trends of an
+        earlier type are not read."""
+        return tuple(t for t in HISTORY_VALUE_TYPES if t != value_type)
+
+    def _earlier_plans(self, raw_spans: dict, per_request: int) -> Iterator[tuple[int, str, Span, list[int]]]:
+        """Plans reading the other history tables: raw_spans maps each raw Span to the
+        (current value_type, itemids) groups planned over it. Per span and table, one plan per
+        `per_request` items of every group whose current type is another one (so groups sharing
+        a span share the requests: nearly all of them find nothing)."""
+        for span, groups in raw_spans.items():
+            for table_type in HISTORY_VALUE_TYPES:
+                ids = sorted(i for value_type, group in groups if table_type in self.earlier_types(value_type)
+                             for i in group)
+                for chunk in chunks(ids, per_request):
+                    yield table_type, RAW, span, chunk
 
     def _on_bad(self, quarantine) -> Callable[[dict, str], None]:
         catalog, _ = self.catalog()

@@ -96,6 +96,8 @@ def test_every_value_type_round_trips_exactly(env, mode, minute):
     assert docs[(ids["t.char"], t0 + 11, 1)]["value_text"] == "状态 OK"
     assert docs[(ids["t.log"], t0 + 12, 999999999)]["value_text"] == 'line with "quotes" and \\ backslash'
     assert docs[(ids["t.uint"], t0 + 13, 0)]["value"] == float(18446744073709551615)
+    assert docs[(ids["t.uint"], t0 + 13, 0)]["value_uint"] == 18446744073709551615  # exact, not via float
+    assert (docs[(ids["t.log"], t0 + 12, 999999999)]["log_source"], docs[(ids["t.float"], t0 + 10, 123456789)]["log_source"]) == ("", None)
     assert docs[(ids["t.text"], t0 + 15, 7)]["value_text"] == "多行\ntext\twith tabs"
     first = docs[(ids["t.float"], t0 + 10, 123456789)]
     assert first["_id"] == point_id("zabbix", ids["t.float"], t0 + 10, 123456789)

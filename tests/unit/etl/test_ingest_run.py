@@ -80,7 +80,7 @@ def cfg(settings, tmp_path):
 
 
 def test_counts_per_type_and_quarantine_stages(cfg, loaded):
-    rows = [point(itemid=1), point(itemid=2, value_type=3, value=4.0), point(itemid=3, value=float("nan")),
+    rows = [point(itemid=1), point(itemid=2, value_type=3, value=4.0, value_uint=4), point(itemid=3, value=float("nan")),
             point(itemid=666), point(itemid=5, value_type=4, value=None, value_text="fine")]
     source = MemorySource([with_invalid_utf8(batch(rows), row=4)], source_bad=2)
     summary = ingest.run(cfg, source, WINDOW, client=Client(), use_ge=False)

@@ -16,6 +16,9 @@ BAD_CASES = {
     "NaN": (point(value=float("nan")), "numeric value not finite (NaN or infinity)"),
     "infinity": (point(value_type=3, value=float("inf")), "numeric value not finite (NaN or infinity)"),
     "negative unsigned": (point(value_type=3, value=-1.0), "unsigned item with a negative value"),
+    "unsigned float without exact digits": (point(value_type=3, value=2.0 ** 64),
+                                            "unsigned value not exact as uint64 (above 2^64-1, a fraction, or a float "
+                                            "above 2^53 without its exact digits)"),
     "1970 clock": (point(clock=0, ns=0), "clock before 2000-01-01 (an unset clock such as 1970)"),
     "3 MB text": (point(value_type=4, value=None, value_text="x" * 3_000_000), "text value longer than 1000000 characters"),
     "out-of-window clock": (point(clock=BASE_CLOCK + 86400 * 3), "clock outside the extraction window"),
@@ -60,7 +63,7 @@ def test_window_end_is_exclusive_up_to_the_future_allowance():
 
 
 def test_every_value_type_valid_passes():
-    rows = [point(value_type=0, value=-3.25), point(value_type=3, value=2.0 ** 53),
+    rows = [point(value_type=0, value=-3.25), point(value_type=3, value=2.0 ** 64, value_uint=2 ** 64 - 1),
             point(value_type=1, value=None, value_text="up"), point(value_type=2, value=None, value_text="log line"),
             point(value_type=4, value=None, value_text="")]
     checked = quality.check(batch(rows), WINDOW, use_ge=True)
@@ -101,5 +104,6 @@ def test_ge_and_row_rules_agree_on_every_failed_expectation(caplog):
     checked = quality.check(batch(rows), WINDOW, use_ge=True)
     assert set(checked.ge.failed) == checked.failed == {
         "clock before 2000-01-01 (an unset clock such as 1970)", "clock outside the extraction window",
-        "unsigned item with a negative value"}
+        "unsigned item with a negative value",
+        "unsigned value not exact as uint64 (above 2^64-1, a fraction, or a float above 2^53 without its exact digits)"}
     assert "no row rule flagged" not in caplog.text

@@ -80,3 +80,31 @@ def test_changed_definition_asks_for_fresh(tmp_path):
                 pass
         with ExtractWriter(process, path, TABLES[:-1] + [other], fresh=True):
             pass
+
+
+def test_exact_unsigned_measures_round_trip_through_hyper(tmp_path):
+    """Hyper has no uint64: `uint` is NUMERIC(20,0) and `decimal38` NUMERIC(38,0), in a file
+    created at database version 3 (128-bit numerics); 2^64-1 and a sum above it come back exact."""
+    import decimal
+
+    wide = model.fact_table(Fact("fact_u_daily", "day", "5m", ("host",), (),
+                                 (Column("max_exact", "uint", "max(max_uint)"),
+                                  Column("sum_exact", "decimal38", "sum(sum_uint)"))))
+    tables = [model.DIM_DATE, model.DIM_HOST, model.DIM_HOST_GROUP, model.BRIDGE_HOST_GROUP, wide]
+    day = dt.date(2026, 11, 25)
+    start = dt.datetime(2026, 11, 25, tzinfo=UTC)
+    big = [2**64 - 1, 2**53 + 1]
+    rows = pa.table({
+        "host_key": ["zabbix:h1", "zabbix:h2"], "date_key": [day] * 2,
+        "period_start_local": [start.replace(tzinfo=None)] * 2, "period_start_utc": [start] * 2,
+        "period_end_utc": [start + dt.timedelta(days=1)] * 2,
+        "max_exact": [decimal.Decimal(v) for v in big], "sum_exact": [decimal.Decimal(3 * v) for v in big],
+    }).cast(arrow_schema(wide))
+    path = tmp_path / "u.hyper"
+    with hyper_process() as process:
+        with ExtractWriter(process, path, tables) as w:
+            w.replace_span(wide, (day, day + dt.timedelta(days=1)), rows)
+        got = read_query(process, path, 'SELECT CAST(max_exact AS TEXT), CAST(sum_exact AS TEXT) '
+                                        'FROM "Extract".fact_u_daily ORDER BY host_key')
+    assert got == [[str(v), str(3 * v)] for v in big]
+    assert 'NUMERIC(20,0)' in create_table_sql(wide) and 'NUMERIC(38,0)' in create_table_sql(wide)

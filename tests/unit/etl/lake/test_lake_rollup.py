@@ -52,3 +52,17 @@ def test_trends_fill_only_hours_without_raw_points_and_never_5m():
 
 def test_empty_input_gives_empty_rollup():
     assert rollup(point_schema().empty_table(), "5m").num_rows == 0
+
+
+def test_unsigned_aggregates_are_exact_near_2_to_the_64():
+    big = [2**53 + 1, 2**63 - 1, 2**64 - 2, 2**64 - 1]
+    points = pa.Table.from_pylist(
+        [_point(3, T0 + i, float(v), value_type=3, value_uint=v) for i, v in enumerate(big)]
+        # the item was float before an item.update: its float point has no value_uint
+        + [_point(3, T0 + 10, 0.5, value_type=0)], schema=point_schema())
+    (row,) = rollup(points, "5m").to_pylist()
+    assert (row["min_uint"], row["max_uint"], row["last_uint"]) == (2**53 + 1, 2**64 - 1, 2**64 - 1)
+    assert row["sum_uint"] == sum(big)  # > 2^65: no uint64 overflow
+    assert row["count"] == 5 and row["min"] == 0.5  # the float columns still cover every numeric point
+    float_only = rollup(pa.Table.from_pylist([_point(4, T0, 1.5)], schema=point_schema()), "5m").to_pylist()[0]
+    assert float_only["sum_uint"] is None and float_only["max_uint"] is None

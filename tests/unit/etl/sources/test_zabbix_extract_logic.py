@@ -158,12 +158,16 @@ def test_catalog_from_db_equals_catalog_from_api():
 
 
 class FakeApi:
-    """The JSON-RPC boundary with Zabbix's observed behaviour: wrong value type -> empty list,
-    inclusive time_from/time_till, HTTP 500 (as zabbix_utils raises it) above `wall` rows."""
+    """The JSON-RPC boundary with Zabbix's observed behaviour (6.0, checked against the real
+    server): history.get reads the table of `history` whatever the item's current type is,
+    inclusive time_from/time_till, HTTP 500 (as zabbix_utils raises it) above `wall` rows;
+    hk_* settings from housekeeping.get."""
 
-    def __init__(self, history, wall=10**9, version=6.0):
-        self.history = history  # list of dicts itemid, clock, ns, value, vt
+    def __init__(self, history, wall=10**9, version=6.0, housekeeping=None):
+        self.history = history  # list of dicts itemid, clock, ns, value, vt (the table's type)
         self.wall = wall
+        self.housekeeping = housekeeping or {"hk_history_global": "0", "hk_history": "90d",
+                                             "hk_trends_global": "0", "hk_trends": "365d"}
         self.version = type("V", (), {"major": version})()
         self.calls = []
 
@@ -185,8 +189,8 @@ class FakeApi:
                                 "history": "90d", "trends": "365d", "tags": []},
                                {"itemid": "2", "hostid": "1", "key_": "t", "name": "t", "units": "", "value_type": "4",
                                 "history": "90d", "trends": "0", "tags": []}]}
-        if method == "settings.get":
-            return {"result": {"hk_history_global": "0", "hk_trends_global": "0"}}
+        if method == "housekeeping.get":
+            return {"result": {k: self.housekeeping[k] for k in params["output"]}}
         if method == "history.get":
             rows = [r for r in self.history if r["vt"] == params["history"] and int(r["itemid"]) in params["itemids"]
                     and params["time_from"] <= r["clock"] <= params["time_till"]]
@@ -199,7 +203,9 @@ class FakeApi:
                     raise ProcessingError("Unable to connect to http://x:", "HTTP Error 500") from None
             rows = rows[:params["limit"]] if params.get("limit") else rows
             return {"result": [{"itemid": str(r["itemid"]), "clock": str(r["clock"]), "ns": str(r["ns"]),
-                                "value": str(r["value"])} for r in rows]}
+                                "value": str(r["value"]), **{k: str(r[k]) for k in r if k in params["output"]
+                                                             and k not in ("itemid", "clock", "ns", "value")}}
+                               for r in rows]}
         raise AssertionError(method)
 
 
@@ -219,10 +225,44 @@ def test_api_source_splits_at_the_wall_and_returns_every_row(tmp_path):
     assert floats == sorted((h["clock"], h["ns"], h["value"]) for h in history if h["itemid"] == 1)
     assert [r["value_text"] for r in rows if r["itemid"] == 2] == ["text 文本"]
     assert src.stats["too_big"] >= 1
-    # history.get was always asked for the item's own value type
-    for method, params in api.calls:
-        if method == "history.get":
-            assert {1: 0, 2: 4}[params["itemids"][0]] == params["history"]
+    assert {r["value_type"] for r in rows if r["itemid"] == 1} == {0}
+
+
+def test_api_source_reads_history_of_an_earlier_value_type_with_its_own_type(tmp_path):
+    start = 1_790_000_000
+    # item 1 is float now; before an item.update it was unsigned (history_uint) and log (history_log)
+    history = [{"itemid": 1, "vt": 3, "clock": start + 1, "ns": 0, "value": 2**64 - 2},
+               {"itemid": 1, "vt": 2, "clock": start + 2, "ns": 5, "value": "old line", "timestamp": start - 9,
+                "source": "Security", "severity": 4, "logeventid": 4625},
+               {"itemid": 1, "vt": 0, "clock": start + 3, "ns": 0, "value": 0.5}]
+    api = FakeApi(history)
+    src = ZabbixApiSource(Settings(quarantine_dir=str(tmp_path)), api=api,
+                          now=dt.datetime.fromtimestamp(start + 400, dt.timezone.utc))
+    window = Window(dt.datetime.fromtimestamp(start, dt.timezone.utc),
+                    dt.datetime.fromtimestamp(start + 300, dt.timezone.utc))
+    rows = {r["clock"] - start: r for b in src.extract(window, "run1", quarantine=None) for r in b.to_pylist()}
+    assert sorted(rows) == [1, 2, 3]
+    assert (rows[1]["value_type"], rows[1]["value_uint"], rows[1]["value_text"]) == (3, 2**64 - 2, None)
+    assert (rows[2]["value_type"], rows[2]["value_text"], rows[2]["value"]) == (2, "old line", None)
+    assert (rows[2]["log_timestamp"], rows[2]["log_source"], rows[2]["log_severity"], rows[2]["log_eventid"]) == \
+        (start - 9, "Security", 4, 4625)
+    assert (rows[3]["value_type"], rows[3]["value"], rows[3]["value_uint"], rows[3]["log_source"]) == (0, 0.5, None, None)
+    # one countOutput per table holding everything of the other types (the float and the text item
+    # share them), then fetches only where rows are
+    probes = sorted((p["history"], p["itemids"]) for m, p in api.calls if m == "history.get" and p.get("countOutput"))
+    assert probes == [(0, [1]), (0, [2]), (1, [1, 2]), (2, [1, 2]), (3, [1, 2]), (4, [1]), (4, [2])]
+    fetched = sorted(p["history"] for m, p in api.calls if m == "history.get" and not p.get("countOutput")
+                     and 1 in p["itemids"])
+    assert fetched == [0, 2, 3]
+    assert sum(src.count(window, dt.timedelta(minutes=5)).values()) == 3
+
+
+def test_api_housekeeping_override_comes_from_housekeeping_get():
+    api = FakeApi([], housekeeping={"hk_history_global": "1", "hk_history": "1d",
+                                    "hk_trends_global": "1", "hk_trends": "2w"})
+    _, retention = ZabbixApiSource(Settings(), api=api).catalog()
+    assert (retention[1].history_s, retention[1].trends_s) == (86400, 14 * 86400)
+    assert not any(m == "settings.get" for m, _ in api.calls)
 
 
 def test_api_source_count_per_bucket():
