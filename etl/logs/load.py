@@ -120,9 +120,11 @@ def resolve_format(fmt: str, source: Path | LogInput) -> str:
 
 
 def _binary(source: LogInput) -> bool:
-    """NUL bytes in the first lines: an image, a database file, a compressed format we cannot
-    read. Such a file is refused whole instead of quarantining every chunk of it."""
-    return any(b"\x00" in raw for raw in source.head())
+    """NUL bytes in most of the first lines: an image, a database file, a compressed format we
+    cannot read. Such a file is refused whole instead of quarantining every chunk of it (a text
+    log may carry a few NULs: a TLS handshake sent to an HTTP port lands in the access log)."""
+    head = source.head()
+    return bool(head) and sum(1 for raw in head if b"\x00" in raw) * 2 > len(head)
 
 
 class _Quarantines:
