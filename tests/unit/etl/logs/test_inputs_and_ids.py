@@ -91,6 +91,9 @@ def test_quarantined_raw_line_is_redacted(settings, tmp_path):
     raw = q[0]["record"]["raw"]
     assert "Hunter2" not in raw and "S3cret" not in raw and "password=[REDACTED]" in raw
     assert redact("PWD=/home/bob ; USER=root ; COMMAND=/bin/ls") == "PWD=/home/bob ; USER=root ; COMMAND=/bin/ls"
+    # what the dovecot parser masks in the document is masked in the quarantine too
+    assert redact("auth: Info: passwd-file(bob,192.0.2.1): Password mismatch (given password: Hunter2)") == \
+        "auth: Info: passwd-file(bob,192.0.2.1): Password mismatch (given password: ***)"
 
 
 def test_files_given_twice_are_read_once_and_missing_ones_named(tmp_path):
