@@ -10,7 +10,7 @@ def register(logs_sub) -> None:
     p = logs_sub.add_parser("load", help="parse log files into ECS documents and load them into Elasticsearch")
     p.add_argument("--format", required=True, metavar="F",
                    help="log format (sshd, apache, nginx, iis, haproxy, tomcat, postfix, sendmail, exim, "
-                        "dovecot, winsec, trade) or 'auto' to sniff each file")
+                        "dovecot, winsec, trade, a pattern file of schemas/logs/formats/) or 'auto' to sniff each file")
     p.add_argument("--year", type=int, default=None,
                    help="year of syslog-style lines, which carry none (default MONETL_LOG_YEAR)")
     p.add_argument("--tz", default=None, help="time zone of zone-less lines (default MONETL_LOG_TZ, else UTC)")

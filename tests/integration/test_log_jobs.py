@@ -208,10 +208,11 @@ def test_postfix_rejects_equal_reject_lines(job_settings, loaded):
     # Each top reason is counted as often as the reject lines carry its text.
     top = result.stats["top_reasons"]
     assert top and top[0][1] == max(n for _, n in top)
-    # Reasons are normalised: addresses, <host> names and IPs are placeholders.
+    # Reasons are normalised: addresses, <host> names, IPs and URL paths are placeholders.
     def normalised(line):
         m = re.search(r": \d{3} (?:\d\.\d+\.\d+ )?(.*?)(?:; (?=(?:from|to|proto|helo)=)|$)", line)
         text = re.sub(r"<[^<>\s@]*@[^<>\s]*>", "<address>", m.group(1).strip())
+        text = re.sub(r"(https?://[^\s/]+)/\S*", r"\1/...", text)
         text = re.sub(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?![\d.])", "<ip>", text)
         return re.sub(r"<(?!address>|ip>)[^<>\s]+>", "<host>", text)
 
