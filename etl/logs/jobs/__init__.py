@@ -46,7 +46,8 @@ def settle(window: Window, settle_s: int, now: dt.datetime | None = None, sleep=
     """Wait until settle_s seconds after the window's end, so events indexed late (shipper
     batching, the index refresh) are in; a past window waits nothing. Returns seconds waited."""
     now = now or dt.datetime.now(dt.timezone.utc)
-    wait = (window.end + dt.timedelta(seconds=max(0, settle_s)) - now).total_seconds()
+    # Epoch seconds: Airflow hands pendulum datetimes, whose subtraction from stdlib ones fails.
+    wait = window.end.timestamp() + max(0, settle_s) - now.timestamp()
     wait = min(max(0.0, wait), float(max(0, settle_s)))
     if wait > 0:
         sleep(wait)

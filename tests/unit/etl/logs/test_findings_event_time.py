@@ -69,6 +69,10 @@ def test_settle_waits_only_for_a_window_that_just_ended():
     assert settle(w, 120, now=at(10, 15) + dt.timedelta(seconds=30), sleep=slept.append) == 90
     assert slept == [90]
     assert settle(w, 120, now=at(11), sleep=slept.append) == 0 and slept == [90]
+    import pendulum  # what Airflow's data interval is made of
+
+    airflow_window = Window(pendulum.datetime(2017, 3, 30, 10), pendulum.datetime(2017, 3, 30, 10, 15))
+    assert settle(airflow_window, 120, now=at(10, 16), sleep=slept.append) == 60
 
 
 class FakeEs:
