@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 
 from etl.logs.jobs.common import (
     Finding, attributed, base_query, composite_buckets, evidence_agg, evidence_ids, logs_index, look_back,
-    minute_counts, minutes_agg, ms_to_dt, rule_span, severity_for, window_range,
+    minute_counts, minutes_agg, ms_to_dt, rule_span, search, severity_for, window_range,
 )
 from etl.window import Window
 
@@ -24,15 +24,23 @@ _BY_SOURCE = [{"source": {"terms": {"field": "source.ip"}}}]
 _SPAN = {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
 
 
-def by_source(es, index: str, query: dict, aggs: dict, extra_sources: list | None = None, page_size: int = 500):
-    """Composite buckets keyed `source`: first by source.ip, then by source.domain for events that
-    have a host name and no IP (old PAM `rhost=host`, web logs with HostnameLookups on)."""
+_NAMED_ONLY = {"bool": {"filter": [{"exists": {"field": "source.domain"}}],
+                        "must_not": [{"exists": {"field": "source.ip"}}]}}
+
+
+def by_source(es, index: str, query: dict, aggs: dict, extra_sources: list | None = None, page_size: int = 500,
+              named: bool = True):
+    """Composite buckets keyed `source`: first by source.ip, then (when `named`: the window has
+    such events at all, see run) by source.domain for events that have a host name and no IP
+    (old PAM `rhost=host`, web logs with HostnameLookups on)."""
     extra = list(extra_sources or [])
     ip = {"bool": {"filter": [query, {"exists": {"field": "source.ip"}}]}}
     yield from composite_buckets(es, index, ip, _BY_SOURCE + extra, aggs, page_size)
-    named = {"bool": {"filter": [query, {"exists": {"field": "source.domain"}}],
-                      "must_not": [{"exists": {"field": "source.ip"}}]}}
-    yield from composite_buckets(es, index, named, [{"source": {"terms": {"field": "source.domain"}}}] + extra,
+    if not named:
+        return
+    by_name = {"bool": {"filter": [query, {"exists": {"field": "source.domain"}}],
+                        "must_not": [{"exists": {"field": "source.ip"}}]}}
+    yield from composite_buckets(es, index, by_name, [{"source": {"terms": {"field": "source.domain"}}}] + extra,
                                  aggs, page_size)
 
 
@@ -82,7 +90,8 @@ def peak_within(histogram_buckets: list[dict], half_ms: int) -> int:
     return best
 
 
-def _burst(es, index: str, window: Window, rule_name: str, rule: dict, events: dict, n: int, what: str) -> list[Finding]:
+def _burst(es, index: str, window: Window, rule_name: str, rule: dict, events: dict, n: int, what: str,
+           named: bool = True) -> list[Finding]:
     """Sources with at least n events within rule['within_minutes'] (any T-long stretch aligned to
     half-T steps), reading the window plus that much look-back."""
     minutes = rule["within_minutes"]
@@ -95,7 +104,7 @@ def _burst(es, index: str, window: Window, rule_name: str, rule: dict, events: d
                                           "min_doc_count": 1}},
             "minutes": minutes_agg(), "evidence": evidence_agg()}
     out = []
-    for b in by_source(es, index, query, aggs):
+    for b in by_source(es, index, query, aggs, named=named):
         if b["doc_count"] < n:
             continue
         peak = peak_within(b["halves"]["buckets"], half_ms)
@@ -114,7 +123,8 @@ def _burst(es, index: str, window: Window, rule_name: str, rule: dict, events: d
 
 def brute_force(es, index: str, window: Window, rules: dict) -> list[Finding]:
     rule = rules["brute_force"]
-    out = _burst(es, index, window, "brute_force", rule, failures(rules), rule["min_failures"], "failures")
+    out = _burst(es, index, window, "brute_force", rule, failures(rules), rule["min_failures"], "failures",
+                 rules.get("_named_sources", True))
     for f in out:
         peak = f.counts[f"peak_in_{rule['within_minutes']}m"]
         f.message = f"{peak} failed logins within {rule['within_minutes']} min from {f.source}"
@@ -126,7 +136,8 @@ def ftp_connection_flood(es, index: str, window: Window, rules: dict) -> list[Fi
     daemons, which log no per-attempt failure."""
     rule = rules["ftp_connection_flood"]
     events = {"terms": {"event.action": rule["actions"]}}
-    return _burst(es, index, window, "ftp_connection_flood", rule, events, rule["min_connections"], "connections")
+    return _burst(es, index, window, "ftp_connection_flood", rule, events, rule["min_connections"], "connections",
+                  rules.get("_named_sources", True))
 
 
 def distributed_guessing(es, index: str, window: Window, rules: dict) -> list[Finding]:
@@ -169,7 +180,7 @@ def distributed_guessing(es, index: str, window: Window, rules: dict) -> list[Fi
 
 
 def _many_users_per_source(es, index: str, window: Window, query: dict, rule_name: str, rule: dict,
-                           describe, extra_aggs: dict | None = None) -> list[Finding]:
+                           describe, extra_aggs: dict | None = None, named: bool = True) -> list[Finding]:
     """Sources that failed as at least rule["min_distinct_users"] distinct user names: the one
     detector behind invalid-user probing and password spraying. `describe(bucket, users)` gives the
     rule's extra details and its message."""
@@ -178,7 +189,7 @@ def _many_users_per_source(es, index: str, window: Window, query: dict, rule_nam
             "targets": {"terms": {"field": "host.name", "size": 3}}, "evidence": evidence_agg(),
             **(extra_aggs or {})}
     out = []
-    for b in by_source(es, index, query, aggs):
+    for b in by_source(es, index, query, aggs, named=named):
         users = b["users"]["value"]
         if users < rule["min_distinct_users"]:
             continue
@@ -200,7 +211,8 @@ def invalid_user_probe(es, index: str, window: Window, rules: dict) -> list[Find
                        {"exists": {"field": "user.name"}})
     return _many_users_per_source(
         es, index, window, query, "invalid_user_probe", rule,
-        lambda b, users: ({}, f"{users} user names tried from {b['key']['source']}"))
+        lambda b, users: ({}, f"{users} user names tried from {b['key']['source']}"),
+        named=rules.get("_named_sources", True))
 
 
 def success_after_failures(es, index: str, window: Window, rules: dict) -> list[Finding]:
@@ -218,7 +230,7 @@ def success_after_failures(es, index: str, window: Window, rules: dict) -> list[
         "fail_evidence": {"filter": failed, "aggs": {"evidence": evidence_agg(2)}},
     }
     out = []
-    for b in by_source(es, index, query, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         fails, wins = b["failures"], b["successes"]
         if fails["doc_count"] < rule["min_failures"] or wins["doc_count"] == 0:
             continue
@@ -306,7 +318,7 @@ def web_auth_flood(es, index: str, window: Window, rules: dict) -> list[Finding]
     aggs = {**_SPAN, "paths": {"terms": {"field": "url.path", "size": 5}}, "evidence": evidence_agg(),
             "minutes": minutes_agg()}
     out = []
-    for b in by_source(es, index, query, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         if b["doc_count"] < rule["min_denied"]:
             continue
         first, last = _span(b)
@@ -330,7 +342,7 @@ def admin_console_bruteforce(es, index: str, window: Window, rules: dict) -> lis
             "users": {"terms": {"field": "user.name", "size": 5}},
             "consoles": {"terms": {"field": "url.path", "size": 5}}}
     out = []
-    for b in by_source(es, index, query, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         denied = b["denied"]["doc_count"]
         if b["doc_count"] < rule["min_requests"] or denied < rule["min_denied"]:
             continue
@@ -356,7 +368,7 @@ def scanner_paths(es, index: str, window: Window, rules: dict) -> list[Finding]:
     aggs = {**_SPAN, "paths": {"terms": {"field": "url.path", "size": 5}}, "minutes": minutes_agg(),
             "statuses": {"terms": {"field": "http.response.status_code", "size": 5}}, "evidence": evidence_agg()}
     out = []
-    for b in by_source(es, index, query, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         if b["doc_count"] < rule["min_requests"]:
             continue
         first, last = _span(b)
@@ -377,12 +389,18 @@ def password_spray(es, index: str, window: Window, rules: dict) -> list[Finding]
         es, index, window, query, "password_spray", rule,
         lambda b, users: ({"event_codes": {c["key"]: c["doc_count"] for c in b["codes"]["buckets"]}},
                           f"{users} Windows accounts failed from {b['key']['source']}: password spray"),
-        extra_aggs={"codes": {"terms": {"field": "event.code", "size": 5}}})
+        extra_aggs={"codes": {"terms": {"field": "event.code", "size": 5}}}, named=rules.get("_named_sources", True))
 
 
 RULES = [brute_force, invalid_user_probe, success_after_failures, outside_allowlist, privileged_offhours,
          web_auth_flood, admin_console_bruteforce, scanner_paths, password_spray, ftp_connection_flood,
          distributed_guessing]
+
+
+def max_span(cfg: dict) -> int:
+    """Longest look-back of any rule, in minutes."""
+    return max([int(r.get("within_minutes") or r.get("lookback_minutes") or 0)
+                for r in cfg.values() if isinstance(r, dict)] or [0])
 
 
 def run(es, prefix: str, window: Window, rules: dict) -> list[Finding]:
@@ -391,6 +409,11 @@ def run(es, prefix: str, window: Window, rules: dict) -> list[Finding]:
     # privileged_offhours looks at any dataset (sudo lives in the system auth log).
     wide = f"{prefix}-logs-*"
     findings: list[Finding] = []
+    # One question spares every per-source rule its second (host-name) pass in the usual case.
+    probe = search(es, index, base_query(look_back(window, {"lookback_minutes": max_span(cfg)}), None, _NAMED_ONLY),
+                   {"named": {"value_count": {"field": "@timestamp"}}})
+    named = bool(probe.get("aggregations", {}).get("named", {}).get("value"))
+    cfg = cfg | {"_named_sources": named}
     for rule_fn in RULES:
         found = rule_fn(es, wide if rule_fn is privileged_offhours else index, window, cfg)
         findings.extend(f for f in found if attributed(f, window))
