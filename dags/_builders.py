@@ -122,7 +122,9 @@ All numbers are Elasticsearch aggregations (`etl.logs.jobs.{job}`); thresholds a
 `schemas/logs/rules.json`.
 
 * Outputs: findings upserted into `{{prefix}}-findings` with `_id` = fingerprint (job, rule,
-  source, target, UTC day), so re-runs and retries never duplicate; the day's lake partition
+  source, target, UTC day of the first event), so re-runs and retries never duplicate; rules with
+  a time span look back that far; the run waits `MONETL_LOG_SETTLE_S` (default 120 s) after the
+  interval's end so late-indexed events are in; the day's lake partition
   `{{lake}}/findings/job={job}/date=YYYY-MM-DD/` is republished with this window's rows replaced.
 * `notify` sends high/critical findings not sent before (per channel: SMTP, webhook, WeChat Work
   robot; settings `MONETL_NOTIFY_*`); a failed send retries only that task.

@@ -127,6 +127,10 @@ class Settings:
     # Business logs: syslog-style lines carry no year and no zone (see etl/logs/load.py).
     log_year: int | None = field(default_factory=lambda: _env_int("LOG_YEAR", 0) or None)
     log_tz: str = field(default_factory=lambda: _env("LOG_TZ", "UTC"))
+    # Log jobs: the firm's own mail domains (comma-separated; overrides rules.json local_domains)
+    # and how long after a window's end its events are taken as indexed (late shippers).
+    mail_local_domains: str = field(default_factory=lambda: _env("MAIL_LOCAL_DOMAINS"))
+    log_settle_s: int = field(default_factory=lambda: _env_int("LOG_SETTLE_S", 120))
 
     # monetl's own health in Zabbix (etl/health): trapper items of the host `health_host`, pushed to
     # the server's trapper at health_zabbix_server:zabbix_server_port; MONETL_HEALTH_PUSH=0 turns it off.

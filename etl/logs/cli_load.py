@@ -3,18 +3,22 @@ etl.logs.load and etl.logs.tradegen (imported inside the handlers to keep `--hel
 
 from __future__ import annotations
 
+import sys
+
 
 def register(logs_sub) -> None:
     p = logs_sub.add_parser("load", help="parse log files into ECS documents and load them into Elasticsearch")
     p.add_argument("--format", required=True, metavar="F",
                    help="log format (sshd, apache, nginx, iis, haproxy, tomcat, postfix, sendmail, exim, "
-                        "dovecot, winsec, trade) or 'auto' to sniff each file")
+                        "dovecot, winsec, trade, a pattern file of schemas/logs/formats/) or 'auto' to sniff each file")
     p.add_argument("--year", type=int, default=None,
                    help="year of syslog-style lines, which carry none (default MONETL_LOG_YEAR)")
     p.add_argument("--tz", default=None, help="time zone of zone-less lines (default MONETL_LOG_TZ, else UTC)")
     p.add_argument("--host", default=None, help="host.name for formats that do not name the host")
     p.add_argument("--run-id", default=None, help="run id for the quarantine file (default: generated)")
-    p.add_argument("files", nargs="+", metavar="FILE")
+    p.add_argument("files", nargs="+", metavar="FILE",
+                   help="log files, plain or .gz/.bz2/.xz (told by content); '-' reads standard input; "
+                        "a file given twice is read once. Exit 1 if any file loaded nothing usable")
     p.set_defaults(func=_run_load)
 
     g = logs_sub.add_parser("generate", help="write a synthetic log (labelled as such) for tests and benchmarks")
@@ -36,7 +40,10 @@ def _run_load(args) -> int:
                         host=args.host, run_id=args.run_id)
     for line in report.lines():
         print(line)
-    return 0
+    unusable = report.unusable()
+    for path, reason in unusable:
+        print(f"nothing usable loaded from {path}: {reason}", file=sys.stderr)
+    return 1 if unusable else 0
 
 
 def _run_generate(args) -> int:

@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 
 
-def doc_id(dataset: str, file_name: str, line_no: int, raw: bytes) -> str:
-    """Same dataset + file name + line number + raw bytes -> same _id, so re-loading a file
-    overwrites instead of duplicating (the raw bytes make an edited line a new document)."""
+def doc_id(dataset: str, host: str, timestamp: str, raw: bytes, occurrence: int = 0) -> str:
+    """Same dataset + host + event time + raw bytes (+ which equal copy within the file) -> same
+    _id. The file name and line number are not part of it, so a rotated file (`auth.log` read
+    again as `auth.log.1` or `auth.log.1.gz`) and any re-load overwrite instead of duplicating,
+    while equal lines of two hosts stay two documents. `occurrence` numbers equal lines at the
+    same instant within one file (0 for the first), which real logs do write."""
     h = hashlib.blake2b(digest_size=16)
-    h.update(f"{dataset}\x00{file_name}\x00{line_no}\x00".encode())
+    h.update(f"{dataset}\x00{host}\x00{timestamp}\x00{occurrence}\x00".encode())
     h.update(raw)
     return h.hexdigest()
 

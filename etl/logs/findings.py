@@ -41,6 +41,8 @@ def ensure_index(es, prefix: str) -> str:
                                       meta={"owner": "monetl log jobs"})
         if not es.indices.exists(index=name):
             es.indices.create(index=name)
+        else:  # an index made by an older template gets the newer fields (additive only)
+            es.indices.put_mapping(index=name, properties=body["mappings"]["properties"])
     except Exception as exc:
         if "resource_already_exists" in str(exc):
             return name
@@ -52,13 +54,37 @@ def _now_iso() -> str:
     return dt.datetime.now(tz=UTC).isoformat()
 
 
+def _minute(text: str) -> dt.datetime:
+    return dt.datetime.strptime(text, "%Y-%m-%dT%H:%MZ").replace(tzinfo=UTC)
+
+
+def merge_minutes(stored: dict, new: dict, covered_start: str, covered_end: str) -> dict:
+    """Stored per-minute event counts updated by a run that read [covered_start, covered_end):
+    each minute wholly inside it takes the run's count (0 when absent), a minute cut by its edge
+    keeps the larger count. So re-running any windows over the same events gives the same counts."""
+    start, end = _instant(covered_start), _instant(covered_end)
+    out = {}
+    for minute, n in stored.items():
+        at = _minute(minute)
+        if at >= start and at + dt.timedelta(minutes=1) <= end:
+            continue  # wholly re-read: the run's number (or none) replaces it
+        out[minute] = max(n, new.get(minute, 0)) if at < end and at + dt.timedelta(minutes=1) > start else n
+    for minute, n in new.items():
+        out[minute] = max(out.get(minute, 0), n)
+    return dict(sorted(out.items()))
+
+
 def merge(stored: dict | None, doc: dict, now: str) -> dict:
     """The stored document of a fingerprint updated with one window's finding: worst severity,
-    earliest first_seen, latest last_seen, one count per window (a re-run of a window replaces its
-    own count), a bounded union of evidence ids; notification state is kept."""
+    earliest first_seen, latest last_seen, a bounded union of evidence ids; notification state is
+    kept. The count: with per-minute event counts (minute_counts) their sum after merge_minutes, so
+    any re-run converges; otherwise one count per window (a re-run of a window replaces its own)."""
     if stored is None:
-        return doc | {"first_detected_at": now, "updated_at": now, "windows_seen": 1,
-                      "window_counts": {doc["window"]["start"]: doc["count"]}}
+        first = doc | {"first_detected_at": now, "updated_at": now, "windows_seen": 1,
+                       "window_counts": {doc["window"]["start"]: doc["count"]}}
+        if doc.get("minute_counts"):
+            first["count"] = int(sum(doc["minute_counts"].values()))
+        return first
     merged = dict(stored)
     window_counts = dict(stored.get("window_counts") or {})
     window_counts[doc["window"]["start"]] = doc["count"]
@@ -67,16 +93,56 @@ def merge(stored: dict | None, doc: dict, now: str) -> dict:
     last = [t for t in (stored.get("last_seen"), doc["last_seen"]) if t]
     evidence = list(stored.get("evidence_ids") or [])
     evidence += [e for e in doc["evidence_ids"] if e not in evidence]
+    count = int(sum(window_counts.values()))
+    minutes = None
+    if doc.get("minute_counts") or stored.get("minute_counts"):
+        covered = doc.get("covered") or doc["window"]
+        minutes = merge_minutes(stored.get("minute_counts") or {}, doc.get("minute_counts") or {},
+                                covered["start"], covered["end"])
+        count = int(sum(minutes.values()))
     merged.update({
         "severity": max(stored.get("severity", "low"), doc["severity"], key=rank),
         "first_seen": min(seen, key=_instant) if seen else None,
         "last_seen": max(last, key=_instant) if last else None,
         "window_counts": window_counts, "windows_seen": len(window_counts),
-        "count": int(sum(window_counts.values())), "evidence_ids": evidence[:10],
+        "count": count, "evidence_ids": evidence[:10],
         "counts": doc["counts"], "details": doc["details"], "message": doc["message"], "window": doc["window"],
         "updated_at": now,
     })
+    if minutes is not None:
+        merged["minute_counts"] = minutes
     return merged
+
+
+def continuations(es, name: str, findings: list[Finding]) -> None:
+    """Give each finding that continues a stored one (same key, events within the rule's span of
+    the stored first..last seen, e.g. an attack running past midnight) the stored id, so one
+    incident stays one finding whatever the windows. One search per run."""
+    candidates = [f for f in findings if f.first_seen is not None]
+    if not candidates:
+        return
+    keys = sorted({f.key for f in candidates})
+    try:
+        result = es.search(index=name, size=min(10_000, 20 * len(keys)), ignore_unavailable=True,
+                           allow_no_indices=True, query={"bool": {"filter": [{"terms": {"key": keys}}]}},
+                           source=["key", "first_seen", "last_seen"])
+    except Exception as exc:
+        raise StoreError(f"cannot read stored findings of {name}: {exc}") from exc
+    stored: dict[str, list] = {}
+    for hit in result["hits"]["hits"]:
+        src = hit["_source"]
+        if src.get("first_seen") and src.get("last_seen"):
+            stored.setdefault(src["key"], []).append((_instant(src["first_seen"]), _instant(src["last_seen"]), hit["_id"]))
+    for f in candidates:
+        own = f.fingerprint
+        same = sorted(stored.get(f.key, []))
+        if any(_id == own for _, _, _id in same):
+            continue
+        last_f = f.last_seen or f.first_seen
+        for first, last, _id in same:
+            if first - f.span <= last_f and f.first_seen <= last + f.span:
+                f.stored_id = _id
+                break
 
 
 def _instant(text: str) -> dt.datetime:
@@ -90,6 +156,7 @@ def index_findings(es, prefix: str, findings: list[Finding], attempts: int = 3) 
     if not findings:
         return 0
     name = ensure_index(es, prefix)
+    continuations(es, name, findings)
     # Several findings of one run can share a fingerprint only across windows; keep the order.
     pending: dict[str, list[dict]] = {}
     for f in findings:

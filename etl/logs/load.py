@@ -14,7 +14,7 @@ import datetime as dt
 import logging
 import os
 import uuid
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
@@ -22,7 +22,9 @@ from typing import Iterable, Iterator
 from etl.config import Settings
 from etl.errors import ConfigError, MonetlError, SourceError, StoreError
 from etl.logs.documents import doc_id, logs_index, logs_index_pattern, nest
+from etl.logs.inputs import LogInput, unique_inputs
 from etl.logs.parsers import LineError, ParseContext, make_parser, parser_class, sniff
+from etl.logs.parsers.base import redact
 from etl.quarantine import Quarantine
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,9 @@ class FileReport:
     quarantined: Counter = field(default_factory=Counter)
     datasets: Counter = field(default_factory=Counter)
     indices: set = field(default_factory=set)
+    repeated_extra: int = 0      # documents beyond one per line ("message repeated N times")
+    replaced_utf8: int = 0       # lines decoded with U+FFFD replacements (tagged invalid_utf8)
+    refused: str = ""            # why the whole file was not read (binary data)
 
     @property
     def quarantined_total(self) -> int:
@@ -49,8 +54,30 @@ class FileReport:
 
     def line(self) -> str:
         reasons = ", ".join(f"{r}: {n}" for r, n in self.quarantined.most_common()) or "none"
-        return (f"{self.path} [{self.fmt}]: read {self.read}, parsed {self.parsed}, loaded {self.loaded}, "
+        extra = ""
+        if self.repeated_extra:
+            extra += f", {self.repeated_extra} more from 'message repeated N times'"
+        if self.replaced_utf8:
+            extra += f", {self.replaced_utf8} lines with invalid UTF-8 replaced (tag invalid_utf8)"
+        return (f"{self.path} [{self.fmt}]: read {self.read}, parsed {self.parsed}, loaded {self.loaded}{extra}, "
                 f"skipped-by-design {self.skipped}, quarantined {self.quarantined_total} ({reasons})")
+
+    def nothing_usable(self) -> str | None:
+        """Why this file gave no document, or None when it gave at least one."""
+        if self.loaded:
+            return None
+        if self.refused:
+            return self.refused
+        if self.read == 0:
+            return "the file is empty"
+        if self.quarantined_total:
+            top = ", ".join(f"{r}: {n}" for r, n in self.quarantined.most_common(3))
+            if self.quarantined_total == self.read - self.skipped:
+                return f"all {self.quarantined_total} non-comment lines quarantined ({top}); wrong --format?"
+            return f"no line loaded; {self.quarantined_total} quarantined ({top})"
+        if self.load_failed:
+            return f"Elasticsearch rejected all {self.load_failed} documents"
+        return f"all {self.read} lines are comments or headers"
 
 
 @dataclass
@@ -62,6 +89,10 @@ class LoadReport:
     def total(self, attr: str) -> int:
         return sum(getattr(f, attr) for f in self.files)
 
+    def unusable(self) -> list[tuple[str, str]]:
+        """(file, reason) of every file that loaded nothing: the CLI exits 1 on any."""
+        return [(f.path, reason) for f in self.files if (reason := f.nothing_usable())]
+
     def lines(self) -> list[str]:
         out = [f.line() for f in self.files]
         out.append(f"total: read {self.total('read')}, parsed {self.total('parsed')}, loaded {self.total('loaded')}, "
@@ -72,37 +103,28 @@ class LoadReport:
 
 
 def read_lines(path: Path) -> Iterator[tuple[int, bytes]]:
-    """(line number from 1, raw bytes without the line end) for every line, bytes untouched."""
-    try:
-        fh = open(path, "rb")
-    except OSError as exc:
-        raise SourceError(f"cannot read log file {path}: {exc.strerror}") from None
-    with fh:
-        for number, raw in enumerate(fh, 1):
-            if raw.endswith(b"\n"):
-                raw = raw[:-1]
-            if raw.endswith(b"\r"):
-                raw = raw[:-1]
-            yield number, raw
+    """(line number from 1, raw bytes without the line end) for every line of a plain or
+    gzip/bzip2/xz file, bytes untouched."""
+    return LogInput(str(path)).lines()
 
 
-def _head(path: Path, n: int = 60) -> list[str]:
-    out = []
-    for _, raw in read_lines(path):
-        out.append(raw.decode("utf-8", errors="replace"))
-        if len(out) >= n:
-            break
-    return out
-
-
-def resolve_format(fmt: str, path: Path) -> str:
+def resolve_format(fmt: str, source: Path | LogInput) -> str:
     if fmt != "auto":
         parser_class(fmt)  # unknown names fail before any file is read
         return fmt
-    found = sniff(_head(path))
+    source = source if isinstance(source, LogInput) else LogInput(str(source))
+    found = sniff([raw.decode("utf-8", errors="replace") for raw in source.head()])
     if found is None:
-        raise ConfigError(f"{path}: cannot tell the log format from its first lines; give --format")
+        raise ConfigError(f"{source.name}: cannot tell the log format from its first lines; give --format")
     return found
+
+
+def _binary(source: LogInput) -> bool:
+    """NUL bytes in most of the first lines: an image, a database file, a compressed format we
+    cannot read. Such a file is refused whole instead of quarantining every chunk of it (a text
+    log may carry a few NULs: a TLS handshake sent to an HTTP port lands in the access log)."""
+    head = source.head()
+    return bool(head) and sum(1 for raw in head if b"\x00" in raw) * 2 > len(head)
 
 
 class _Quarantines:
@@ -130,23 +152,32 @@ def _reason_key(reason: str) -> str:
     return reason.split(":")[0]
 
 
-def parse_documents(path: Path, fmt: str, ctx: ParseContext, prefix: str, report: FileReport,
+# Equal raw lines at the same instant within a file are told apart by their occurrence number;
+# only recent instants are remembered (bounded memory: files are nearly in time order).
+_OCCURRENCE_LIMIT = 50_000
+
+
+def parse_documents(path: Path | LogInput, fmt: str, ctx: ParseContext, prefix: str, report: FileReport,
                     quarantine: Quarantine) -> Iterator[tuple[str, str, dict, str, bytes]]:
-    """Yields (index, _id, _source, ref, raw) per parsed line; counts and quarantines the rest."""
+    """Yields (index, _id, _source, ref, raw) per document; counts and quarantines the rest.
+    A `message repeated N times: [ X ]` line yields N documents of X (event.repeated = N)."""
+    source = path if isinstance(path, LogInput) else LogInput(str(path))
     parser = make_parser(fmt, ctx)
-    file_path = str(path)
-    file_name = path.name
+    file_path = source.name
     default_dataset = parser.dataset
     default_host = ctx.host
-    for number, raw in read_lines(path):
+    seen: OrderedDict = OrderedDict()
+    for number, raw in source.lines():
         report.read += 1
         ref = f"{file_path}:{number}"
+        flags = None
         try:
             text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            reason = f"invalid UTF-8: byte 0x{raw[exc.start]:02x} at column {exc.start + 1}"
-            _quarantine(quarantine, report, raw, reason, ref, "decode", fmt)
-            continue
+        except UnicodeDecodeError:
+            # Keep the line: U+FFFD where bytes are invalid, the exact bytes escaped in
+            # event.original, and a tag, so a search finds every such line.
+            text = raw.decode("utf-8", errors="replace")
+            flags = raw.decode("utf-8", errors="backslashreplace")
         try:
             flat = parser.parse(text)
         except LineError as exc:
@@ -165,18 +196,38 @@ def parse_documents(path: Path, fmt: str, ctx: ParseContext, prefix: str, report
             flat["host.name"] = default_host
         flat["log.file.path"] = file_path
         flat["log.offset"] = number
-        flat.setdefault("message", text)
+        flat.setdefault("message", redact(text))
+        if flags is not None:
+            report.replaced_utf8 += 1
+            flat["tags"] = ["invalid_utf8"]
+            flat["event.original"] = redact(flags)
         report.parsed += 1
-        report.datasets[dataset] += 1
-        index = logs_index(prefix, dataset, flat["@timestamp"])
+        timestamp = flat["@timestamp"]
+        index = logs_index(prefix, dataset, timestamp)
         report.indices.add(index)
-        yield index, doc_id(dataset, file_name, number, raw), nest(flat), ref, raw
+        host = flat.get("host.name") or ""
+        at = seen.get(timestamp)
+        if at is None:
+            at = seen[timestamp] = {}
+            if len(seen) > _OCCURRENCE_LIMIT:
+                seen.popitem(last=False)
+        occurrence = at.get(raw, 0)
+        at[raw] = occurrence + 1
+        repeats = flat.get("event.repeated") or 1
+        report.datasets[dataset] += repeats
+        source_doc = nest(flat)
+        yield index, doc_id(dataset, host, timestamp, raw, occurrence), source_doc, ref, raw
+        for copy in range(1, repeats):
+            report.repeated_extra += 1
+            yield index, doc_id(dataset, host, timestamp, raw, f"{occurrence}.{copy}"), source_doc, ref, raw
 
 
 def _quarantine(quarantine: Quarantine, report: FileReport, raw: bytes, reason: str, ref: str, stage: str,
                 fmt: str) -> None:
+    # Redacted like the document would have been: the quarantine must not keep a password that
+    # the index never gets.
     record = {"file": ref.rsplit(":", 1)[0], "line": int(ref.rsplit(":", 1)[1]), "format": fmt,
-              "raw": raw.decode("utf-8", errors="backslashreplace")}
+              "raw": redact(raw.decode("utf-8", errors="backslashreplace"))}
     quarantine.add(record, reason, ref=ref, stage=stage)
     report.quarantined[_reason_key(reason)] += 1
 
@@ -223,29 +274,33 @@ def load_files(settings: Settings, fmt: str, files: Iterable[str | Path], year: 
     year = year if year is not None else settings.log_year
     tz = tz or settings.log_tz
     run_id = run_id or f"{dt.datetime.now(dt.timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-    paths = [Path(f) for f in files]
     if fmt != "auto":
         parser_class(fmt)  # an unknown format fails before any file is looked at
     plan = []
-    for path in paths:
-        if not path.is_file():
-            raise SourceError(f"log file {path} does not exist or is not a file")
-        chosen = resolve_format(fmt, path)
+    for source in unique_inputs(files):
+        if _binary(source):
+            plan.append((source, fmt if fmt != "auto" else "unknown",
+                         "binary data (NUL bytes in its first lines), not a text log"))
+            continue
+        chosen = resolve_format(fmt, source)
         if parser_class(chosen).needs_year and year is None:
-            raise ConfigError(f"{path}: format {chosen} has syslog-style lines without a year; give --year "
+            raise ConfigError(f"{source.name}: format {chosen} has syslog-style lines without a year; give --year "
                               "or set MONETL_LOG_YEAR (monetl never guesses the year from the current date)")
-        plan.append((path, chosen))
+        plan.append((source, chosen, ""))
     client = client or es_client(settings)
     ensure_template(client, settings.es_index_prefix)
     report = LoadReport(run_id)
     quarantines = _Quarantines(settings, run_id)
     try:
-        for path, chosen in plan:
-            ctx = ParseContext.build(path.name, year, tz, host)
-            file_report = FileReport(str(path), chosen)
+        for source, chosen, refused in plan:
+            file_report = FileReport(source.name, chosen, refused=refused)
             report.files.append(file_report)
+            if refused:
+                log.warning("%s: %s", source.name, refused)
+                continue
+            ctx = ParseContext.build(source.file_name, year, tz, host)
             q = quarantines.get(chosen)
-            docs = parse_documents(path, chosen, ctx, settings.es_index_prefix, file_report, q)
+            docs = parse_documents(source, chosen, ctx, settings.es_index_prefix, file_report, q)
             bulk_load(client, docs, file_report, q)
             log.info("%s", file_report.line())
         datasets = sorted(set().union(*(f.datasets for f in report.files))) if report.files else []

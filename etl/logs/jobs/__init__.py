@@ -23,6 +23,9 @@ def analyse(es, settings: Settings, job: str, window: Window, rules: dict | None
     """The aggregation part only: no writes."""
     rules = rules or load_rules()
     prefix = settings.es_index_prefix
+    if job == "mail_failures" and getattr(settings, "mail_local_domains", ""):
+        domains = [d for d in settings.mail_local_domains.split(",") if d.strip()]
+        rules = rules | {"mail_failures": rules["mail_failures"] | {"local_domains": domains}}
     if job == "illegal_access":
         from etl.logs.jobs import illegal_access
 
@@ -40,12 +43,26 @@ def analyse(es, settings: Settings, job: str, window: Window, rules: dict | None
     raise ConfigError(f"unknown log job {job!r}; known: {', '.join(JOBS)}")
 
 
+def settle(window: Window, settle_s: int, now: dt.datetime | None = None, sleep=time.sleep) -> float:
+    """Wait until settle_s seconds after the window's end, so events indexed late (shipper
+    batching, the index refresh) are in; a past window waits nothing. Returns seconds waited."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    # Epoch seconds: Airflow hands pendulum datetimes, whose subtraction from stdlib ones fails.
+    wait = window.end.timestamp() + max(0, settle_s) - now.timestamp()
+    wait = min(max(0.0, wait), float(max(0, settle_s)))
+    if wait > 0:
+        sleep(wait)
+    return wait
+
+
 @reports("log_job")
 def run_job(settings: Settings, job: str, window: Window, es=None) -> Findings:
-    """Analyse one window, then store: findings index (idempotent upsert) and lake part."""
+    """Analyse one window, then store: findings index (idempotent upsert) and lake part. A window
+    that has just ended is analysed MONETL_LOG_SETTLE_S (default 120) after its end."""
     from etl.logs import findings as store
     from etl.search.client import es_client
 
+    settle(window, getattr(settings, "log_settle_s", 0))
     es = es or es_client(settings)
     result = analyse(es, settings, job, window)
     stored = store.index_findings(es, settings.es_index_prefix, result.findings)

@@ -30,9 +30,9 @@ REQUIRED_RULES = {
     "illegal_access": ["web_datasets", "login_failure_actions", "login_success_actions", "probe_extra_actions",
                        "brute_force", "invalid_user_probe", "success_after_failures", "outside_allowlist",
                        "privileged_offhours", "web_auth_flood", "admin_console_bruteforce", "scanner_paths",
-                       "password_spray"],
+                       "password_spray", "ftp_connection_flood", "distributed_guessing"],
     "mail_failures": ["datasets", "failure_statuses", "spike", "domain_failures", "sender_failures", "top_reasons",
-                      "top_rows"],
+                      "top_rows", "queue_storage"],
     "trade_perf": ["trade_dataset", "apdex_t_ms", "sla_ms", "minute_dimensions", "window_dimensions",
                    "min_volume_for_findings", "sla_breach_rate", "success_rate", "apdex", "web"],
 }
@@ -136,10 +136,47 @@ def severity_for(rule: dict, count: float) -> str:
 
 
 def fingerprint(job: str, rule: str, source: str, target: str, day: dt.date) -> str:
-    """Same finding in the same UTC day -> same id, so re-runs and overlapping windows update one
-    document and notify once."""
+    """Same finding first seen on the same UTC day (event time, not the window's) -> same id, so
+    re-runs over any windows update one document and notify once. A finding that continues an
+    stored one across midnight keeps the stored id (etl.logs.findings.index_findings)."""
     key = "\x1f".join([job, rule, source or "", target or "", day.isoformat()])
     return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def finding_key(job: str, rule: str, source: str, target: str) -> str:
+    """What a finding is about, without its day: stored findings of the same key are candidates
+    for continuation."""
+    key = "\x1f".join([job, rule, source or "", target or ""])
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()[:32]
+
+
+def rule_span(rule: dict) -> dt.timedelta:
+    """The time span a rule's threshold is about (`within_minutes` or `lookback_minutes`): the
+    look-back each run adds before its window so a burst split by a window edge is still seen."""
+    minutes = rule.get("within_minutes") or rule.get("lookback_minutes") or 0
+    return dt.timedelta(minutes=minutes)
+
+
+def look_back(window: Window, rule: dict) -> Window:
+    return window.widened(before=rule_span(rule))
+
+
+def attributed(finding: "Finding", window: Window) -> bool:
+    """A finding belongs to the window that holds its last event: one whose events all lie in the
+    look-back part was the previous window's (and was found there), so it is not reported again."""
+    return finding.last_seen is None or finding.last_seen >= window.start
+
+
+def minute_counts(bucket: dict, name: str = "minutes") -> dict[str, int]:
+    """{ISO minute: events} of a date_histogram sub-aggregation (see minutes_agg)."""
+    return {ms_to_dt(b["key"]).strftime("%Y-%m-%dT%H:%MZ"): int(b["doc_count"])
+            for b in bucket.get(name, {}).get("buckets", []) if b["doc_count"]}
+
+
+def minutes_agg() -> dict:
+    """Events per minute of a finding's bucket: stored with the finding so that re-runs over any
+    windows (overlapping, larger, shifted) replace the minutes they cover instead of adding up."""
+    return {"date_histogram": {"field": "@timestamp", "fixed_interval": "1m", "min_doc_count": 1}}
 
 
 @dataclass
@@ -157,14 +194,27 @@ class Finding:
     evidence_ids: list[str] = field(default_factory=list)
     details: dict = field(default_factory=dict)
     message: str = ""
+    # Events per minute (when `count` is an event count): lets re-runs converge, see merge().
+    minutes: dict = field(default_factory=dict)
+    # The time range whose events this finding was computed from (the window plus look-back).
+    covered: Window | None = None
+    # Gap within which a stored finding of the same key is the same incident (the rule's span).
+    span: dt.timedelta = dt.timedelta(0)
+    # Set when the finding continues a stored one of another day (index_findings).
+    stored_id: str | None = None
 
     @property
     def day(self) -> dt.date:
-        return self.window.start.date()
+        """UTC day of the first event (the window's start only when the rule has no event time)."""
+        return (self.first_seen or self.window.start).astimezone(UTC).date()
+
+    @property
+    def key(self) -> str:
+        return finding_key(self.job, self.rule, self.source, self.target)
 
     @property
     def fingerprint(self) -> str:
-        return fingerprint(self.job, self.rule, self.source, self.target, self.day)
+        return self.stored_id or fingerprint(self.job, self.rule, self.source, self.target, self.day)
 
     def to_doc(self) -> dict:
         return {
@@ -173,8 +223,11 @@ class Finding:
             "first_seen": self.first_seen.isoformat() if self.first_seen else None,
             "last_seen": self.last_seen.isoformat() if self.last_seen else None,
             "evidence_ids": list(self.evidence_ids), "details": self.details, "message": self.message,
-            "day": self.day.isoformat(),
+            "day": self.day.isoformat(), "key": self.key,
             "window": {"start": self.window.start.isoformat(), "end": self.window.end.isoformat()},
+            "minute_counts": dict(self.minutes),
+            "covered": {"start": (self.covered or self.window).start.isoformat(),
+                        "end": (self.covered or self.window).end.isoformat()},
         }
 
 

@@ -1,7 +1,12 @@
 """illegal_access: brute force, invalid-user probing, success after failures, logins from outside
 the allowlist, privileged logins outside business hours, web 401/403 floods, admin-console brute
-force, scanner paths, Windows password spraying. One composite aggregation per rule; thresholds
-in schemas/logs/rules.json."""
+force, scanner paths, Windows password spraying, ftpd connection floods, distributed (low and
+slow) guessing. One composite aggregation per rule; thresholds in schemas/logs/rules.json.
+
+A source is source.ip, or source.domain when the log names a host instead (PAM `rhost=`): every
+per-source rule groups IPs in one pass and address-less host names in a second. Rules with a
+time span (`within_minutes`, `lookback_minutes`) read that much before the window, and keep a
+finding only when its last event is inside the window (common.attributed)."""
 
 from __future__ import annotations
 
@@ -9,14 +14,34 @@ import datetime as dt
 from zoneinfo import ZoneInfo
 
 from etl.logs.jobs.common import (
-    Finding, base_query, composite_buckets, evidence_agg, evidence_ids, logs_index, ms_to_dt,
-    severity_for, window_range,
+    Finding, attributed, base_query, composite_buckets, evidence_agg, evidence_ids, logs_index, look_back,
+    minute_counts, minutes_agg, ms_to_dt, rule_span, search, severity_for, window_range,
 )
 from etl.window import Window
 
 JOB = "illegal_access"
 _BY_SOURCE = [{"source": {"terms": {"field": "source.ip"}}}]
 _SPAN = {"first": {"min": {"field": "@timestamp"}}, "last": {"max": {"field": "@timestamp"}}}
+
+
+_NAMED_ONLY = {"bool": {"filter": [{"exists": {"field": "source.domain"}}],
+                        "must_not": [{"exists": {"field": "source.ip"}}]}}
+
+
+def by_source(es, index: str, query: dict, aggs: dict, extra_sources: list | None = None, page_size: int = 500,
+              named: bool = True):
+    """Composite buckets keyed `source`: first by source.ip, then (when `named`: the window has
+    such events at all, see run) by source.domain for events that have a host name and no IP
+    (old PAM `rhost=host`, web logs with HostnameLookups on)."""
+    extra = list(extra_sources or [])
+    ip = {"bool": {"filter": [query, {"exists": {"field": "source.ip"}}]}}
+    yield from composite_buckets(es, index, ip, _BY_SOURCE + extra, aggs, page_size)
+    if not named:
+        return
+    by_name = {"bool": {"filter": [query, {"exists": {"field": "source.domain"}}],
+                        "must_not": [{"exists": {"field": "source.ip"}}]}}
+    yield from composite_buckets(es, index, by_name, [{"source": {"terms": {"field": "source.domain"}}}] + extra,
+                                 aggs, page_size)
 
 
 def _action_clause(action: str) -> dict:
@@ -65,35 +90,97 @@ def peak_within(histogram_buckets: list[dict], half_ms: int) -> int:
     return best
 
 
-def brute_force(es, index: str, window: Window, rules: dict) -> list[Finding]:
-    rule = rules["brute_force"]
-    n, minutes = rule["min_failures"], rule["within_minutes"]
+def _burst(es, index: str, window: Window, rule_name: str, rule: dict, events: dict, n: int, what: str,
+           named: bool = True) -> list[Finding]:
+    """Sources with at least n events within rule['within_minutes'] (any T-long stretch aligned to
+    half-T steps), reading the window plus that much look-back."""
+    minutes = rule["within_minutes"]
     half_ms = minutes * 60_000 // 2
-    query = base_query(window, None, failures(rules), {"exists": {"field": "source.ip"}})
+    covered = look_back(window, rule)
+    query = base_query(covered, None, events)
     aggs = {**_SPAN, "users": {"cardinality": {"field": "user.name"}},
             "targets": {"terms": {"field": "host.name", "size": 3}},
             "halves": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{half_ms}ms",
                                           "min_doc_count": 1}},
-            "evidence": evidence_agg()}
+            "minutes": minutes_agg(), "evidence": evidence_agg()}
     out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
+    for b in by_source(es, index, query, aggs, named=named):
         if b["doc_count"] < n:
             continue
         peak = peak_within(b["halves"]["buckets"], half_ms)
         if peak < n:
             continue
         first, last = _span(b)
-        out.append(Finding(JOB, "brute_force", severity_for(rule, peak), b["key"]["source"], _targets(b),
+        out.append(Finding(JOB, rule_name, severity_for(rule, peak), b["key"]["source"], _targets(b),
                            b["doc_count"], window,
-                           counts={"failures": b["doc_count"], f"peak_in_{minutes}m": peak,
+                           counts={what: b["doc_count"], f"peak_in_{minutes}m": peak,
                                    "distinct_users": b["users"]["value"]},
                            first_seen=first, last_seen=last, evidence_ids=evidence_ids(b),
-                           message=f"{peak} failed logins within {minutes} min from {b['key']['source']}"))
+                           minutes=minute_counts(b), covered=covered, span=rule_span(rule),
+                           message=f"{peak} {what.replace('_', ' ')} within {minutes} min from {b['key']['source']}"))
+    return out
+
+
+def brute_force(es, index: str, window: Window, rules: dict) -> list[Finding]:
+    rule = rules["brute_force"]
+    out = _burst(es, index, window, "brute_force", rule, failures(rules), rule["min_failures"], "failures",
+                 rules.get("_named_sources", True))
+    for f in out:
+        peak = f.counts[f"peak_in_{rule['within_minutes']}m"]
+        f.message = f"{peak} failed logins within {rule['within_minutes']} min from {f.source}"
+    return out
+
+
+def ftp_connection_flood(es, index: str, window: Window, rules: dict) -> list[Finding]:
+    """Many ftpd `connection from` lines from one source: the scan/guessing pattern of old FTP
+    daemons, which log no per-attempt failure."""
+    rule = rules["ftp_connection_flood"]
+    events = {"terms": {"event.action": rule["actions"]}}
+    return _burst(es, index, window, "ftp_connection_flood", rule, events, rule["min_connections"], "connections",
+                  rules.get("_named_sources", True))
+
+
+def distributed_guessing(es, index: str, window: Window, rules: dict) -> list[Finding]:
+    """Slow distributed guessing: the same user (or service) failed from many sources, each with
+    only a few tries, so no single source reaches the brute-force threshold."""
+    rule = rules["distributed_guessing"]
+    covered = look_back(window, rule)
+    query = {"bool": {"filter": [base_query(covered, None, failures(rules)),
+                                 {"bool": {"should": [{"exists": {"field": "source.ip"}},
+                                                      {"exists": {"field": "source.domain"}}]}}]}}
+    per_source = rule["max_failures_per_source"]
+    aggs = {**_SPAN, "ips": {"terms": {"field": "source.ip", "size": rule["max_sources_listed"]}},
+            "named": {"filter": {"bool": {"must_not": [{"exists": {"field": "source.ip"}}]}},
+                      "aggs": {"hosts": {"terms": {"field": "source.domain", "size": rule["max_sources_listed"]}}}},
+            "n_ips": {"cardinality": {"field": "source.ip"}},
+            "minutes": minutes_agg(), "evidence": evidence_agg()}
+    out = []
+    for fields in rule["group_by"]:
+        sources = [{f"g{i}": {"terms": {"field": name}}} for i, name in enumerate(fields)]
+        for b in composite_buckets(es, index, query, sources, aggs, page_size=100):
+            tries = [x["doc_count"] for x in b["ips"]["buckets"]] + \
+                    [x["doc_count"] for x in b["named"]["hosts"]["buckets"]]
+            low = [n for n in tries if n <= per_source]
+            if len(low) < rule["min_sources"]:
+                continue
+            first, last = _span(b)
+            target = ",".join(f"{name}={b['key'][f'g{i}']}" for i, name in enumerate(fields))
+            out.append(Finding(JOB, "distributed_guessing", severity_for(rule, len(low)), "(distributed)", target,
+                               b["doc_count"], window,
+                               counts={"failures": b["doc_count"], "sources": len(tries),
+                                       "sources_with_few_tries": len(low), "distinct_ips": b["n_ips"]["value"]},
+                               first_seen=first, last_seen=last, evidence_ids=evidence_ids(b),
+                               details={"sources": [x["key"] for x in b["ips"]["buckets"]][:20]
+                                        + [x["key"] for x in b["named"]["hosts"]["buckets"]][:20],
+                                        "max_failures_per_source": per_source},
+                               minutes=minute_counts(b), covered=covered, span=rule_span(rule),
+                               message=f"{b['doc_count']} failures for {target} from {len(low)} sources with at "
+                                       f"most {per_source} tries each: distributed guessing"))
     return out
 
 
 def _many_users_per_source(es, index: str, window: Window, query: dict, rule_name: str, rule: dict,
-                           describe, extra_aggs: dict | None = None) -> list[Finding]:
+                           describe, extra_aggs: dict | None = None, named: bool = True) -> list[Finding]:
     """Sources that failed as at least rule["min_distinct_users"] distinct user names: the one
     detector behind invalid-user probing and password spraying. `describe(bucket, users)` gives the
     rule's extra details and its message."""
@@ -102,7 +189,7 @@ def _many_users_per_source(es, index: str, window: Window, query: dict, rule_nam
             "targets": {"terms": {"field": "host.name", "size": 3}}, "evidence": evidence_agg(),
             **(extra_aggs or {})}
     out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
+    for b in by_source(es, index, query, aggs, named=named):
         users = b["users"]["value"]
         if users < rule["min_distinct_users"]:
             continue
@@ -121,17 +208,18 @@ def invalid_user_probe(es, index: str, window: Window, rules: dict) -> list[Find
     # Windows accounts tried from one source are password_spray; here the Unix/mail services.
     unix = {d: a for d, a in rules["login_failure_actions"].items() if d != "windows.security"}
     query = base_query(window, None, actions_filter(unix, "failure", rules["probe_extra_actions"]),
-                       {"exists": {"field": "source.ip"}}, {"exists": {"field": "user.name"}})
+                       {"exists": {"field": "user.name"}})
     return _many_users_per_source(
         es, index, window, query, "invalid_user_probe", rule,
-        lambda b, users: ({}, f"{users} user names tried from {b['key']['source']}"))
+        lambda b, users: ({}, f"{users} user names tried from {b['key']['source']}"),
+        named=rules.get("_named_sources", True))
 
 
 def success_after_failures(es, index: str, window: Window, rules: dict) -> list[Finding]:
     rule = rules["success_after_failures"]
     lookback = window.widened(before=dt.timedelta(minutes=rule["lookback_minutes"]))
     failed, succeeded = failures(rules), successes(rules)
-    query = base_query(lookback, None, {"bool": {"should": [failed, succeeded]}}, {"exists": {"field": "source.ip"}})
+    query = base_query(lookback, None, {"bool": {"should": [failed, succeeded]}})
     aggs = {
         "failures": {"filter": failed, "aggs": {"first": {"min": {"field": "@timestamp"}}}},
         # Only a success inside this window makes a finding of this window.
@@ -142,7 +230,7 @@ def success_after_failures(es, index: str, window: Window, rules: dict) -> list[
         "fail_evidence": {"filter": failed, "aggs": {"evidence": evidence_agg(2)}},
     }
     out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         fails, wins = b["failures"], b["successes"]
         if fails["doc_count"] < rule["min_failures"] or wins["doc_count"] == 0:
             continue
@@ -166,14 +254,14 @@ def outside_allowlist(es, index: str, window: Window, rules: dict) -> list[Findi
     allowed = [{"term": {"source.ip": cidr}} for cidr in rule["allowed_cidrs"]]
     query = base_query(window, None, successes(rules), {"exists": {"field": "source.ip"}}, must_not=allowed)
     sources = _BY_SOURCE + [{"user": {"terms": {"field": "user.name", "missing_bucket": True}}}]
-    aggs = {**_SPAN, "evidence": evidence_agg(2)}
+    aggs = {**_SPAN, "evidence": evidence_agg(2), "minutes": minutes_agg()}
     out = []
     for b in composite_buckets(es, index, query, sources, aggs):
         first, last = _span(b)
         user = b["key"]["user"] or ""
         out.append(Finding(JOB, "outside_allowlist", severity_for(rule, b["doc_count"]), b["key"]["source"], user,
                            b["doc_count"], window, counts={"logins": b["doc_count"]}, first_seen=first,
-                           last_seen=last, evidence_ids=evidence_ids(b),
+                           last_seen=last, evidence_ids=evidence_ids(b), minutes=minute_counts(b),
                            message=f"{b['doc_count']} logins as {user or '?'} from {b['key']['source']}, "
                                    f"outside the allowed networks"))
     return out
@@ -226,18 +314,18 @@ def privileged_offhours(es, index: str, window: Window, rules: dict) -> list[Fin
 
 def web_auth_flood(es, index: str, window: Window, rules: dict) -> list[Finding]:
     rule = rules["web_auth_flood"]
-    query = base_query(window, rules["web_datasets"], {"terms": {"http.response.status_code": rule["statuses"]}},
-                       {"exists": {"field": "source.ip"}})
-    aggs = {**_SPAN, "paths": {"terms": {"field": "url.path", "size": 5}}, "evidence": evidence_agg()}
+    query = base_query(window, rules["web_datasets"], {"terms": {"http.response.status_code": rule["statuses"]}})
+    aggs = {**_SPAN, "paths": {"terms": {"field": "url.path", "size": 5}}, "evidence": evidence_agg(),
+            "minutes": minutes_agg()}
     out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         if b["doc_count"] < rule["min_denied"]:
             continue
         first, last = _span(b)
         top = b["paths"]["buckets"][0]["key"] if b["paths"]["buckets"] else ""
         out.append(Finding(JOB, "web_auth_flood", severity_for(rule, b["doc_count"]), b["key"]["source"], top,
                            b["doc_count"], window, counts={"denied": b["doc_count"]}, first_seen=first,
-                           last_seen=last, evidence_ids=evidence_ids(b),
+                           last_seen=last, evidence_ids=evidence_ids(b), minutes=minute_counts(b),
                            details={"paths": {p["key"]: p["doc_count"] for p in b["paths"]["buckets"]}},
                            message=f"{b['doc_count']} HTTP 401/403 answers to {b['key']['source']}"))
     return out
@@ -247,14 +335,14 @@ def admin_console_bruteforce(es, index: str, window: Window, rules: dict) -> lis
     rule = rules["admin_console_bruteforce"]
     prefixes = {"bool": {"should": [{"prefix": {"url.path": {"value": p, "case_insensitive": True}}}
                                     for p in rule["path_prefixes"]]}}
-    query = base_query(window, rules["web_datasets"], prefixes, {"exists": {"field": "source.ip"}})
-    aggs = {**_SPAN,
+    query = base_query(window, rules["web_datasets"], prefixes)
+    aggs = {**_SPAN, "minutes": minutes_agg(),
             "denied": {"filter": {"terms": {"http.response.status_code": rule["denied_statuses"]}},
                        "aggs": {"evidence": evidence_agg(3)}},
             "users": {"terms": {"field": "user.name", "size": 5}},
             "consoles": {"terms": {"field": "url.path", "size": 5}}}
     out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         denied = b["denied"]["doc_count"]
         if b["doc_count"] < rule["min_requests"] or denied < rule["min_denied"]:
             continue
@@ -264,6 +352,7 @@ def admin_console_bruteforce(es, index: str, window: Window, rules: dict) -> lis
         out.append(Finding(JOB, "admin_console_bruteforce", severity_for(rule, b["doc_count"]), b["key"]["source"],
                            target, b["doc_count"], window, counts={"requests": b["doc_count"], "denied": denied},
                            first_seen=first, last_seen=last, evidence_ids=evidence_ids(b["denied"]),
+                           minutes=minute_counts(b),
                            details={"paths": consoles, "users": [u["key"] for u in b["users"]["buckets"]]},
                            message=f"{b['doc_count']} requests to admin consoles ({denied} denied) from "
                                    f"{b['key']['source']}"))
@@ -275,17 +364,17 @@ def scanner_paths(es, index: str, window: Window, rules: dict) -> list[Finding]:
     # url.path for the path itself, url.original for patterns hidden in a query string.
     patterns = {"bool": {"should": [{"wildcard": {f: {"value": p, "case_insensitive": True}}}
                                     for p in rule["patterns"] for f in ("url.path", "url.original")]}}
-    query = base_query(window, rules["web_datasets"], patterns, {"exists": {"field": "source.ip"}})
-    aggs = {**_SPAN, "paths": {"terms": {"field": "url.path", "size": 5}},
+    query = base_query(window, rules["web_datasets"], patterns)
+    aggs = {**_SPAN, "paths": {"terms": {"field": "url.path", "size": 5}}, "minutes": minutes_agg(),
             "statuses": {"terms": {"field": "http.response.status_code", "size": 5}}, "evidence": evidence_agg()}
     out = []
-    for b in composite_buckets(es, index, query, _BY_SOURCE, aggs):
+    for b in by_source(es, index, query, aggs, named=rules.get("_named_sources", True)):
         if b["doc_count"] < rule["min_requests"]:
             continue
         first, last = _span(b)
         out.append(Finding(JOB, "scanner_paths", severity_for(rule, b["doc_count"]), b["key"]["source"], "web",
                            b["doc_count"], window, counts={"requests": b["doc_count"]}, first_seen=first,
-                           last_seen=last, evidence_ids=evidence_ids(b),
+                           last_seen=last, evidence_ids=evidence_ids(b), minutes=minute_counts(b),
                            details={"paths": {p["key"]: p["doc_count"] for p in b["paths"]["buckets"]},
                                     "statuses": {str(s["key"]): s["doc_count"] for s in b["statuses"]["buckets"]}},
                            message=f"{b['doc_count']} requests for scanner paths from {b['key']['source']}"))
@@ -295,16 +384,23 @@ def scanner_paths(es, index: str, window: Window, rules: dict) -> list[Finding]:
 def password_spray(es, index: str, window: Window, rules: dict) -> list[Finding]:
     rule = rules["password_spray"]
     query = base_query(window, ["windows.security"], {"terms": {"event.code": rule["event_codes"]}},
-                       {"term": {"event.outcome": "failure"}}, {"exists": {"field": "source.ip"}})
+                       {"term": {"event.outcome": "failure"}})
     return _many_users_per_source(
         es, index, window, query, "password_spray", rule,
         lambda b, users: ({"event_codes": {c["key"]: c["doc_count"] for c in b["codes"]["buckets"]}},
                           f"{users} Windows accounts failed from {b['key']['source']}: password spray"),
-        extra_aggs={"codes": {"terms": {"field": "event.code", "size": 5}}})
+        extra_aggs={"codes": {"terms": {"field": "event.code", "size": 5}}}, named=rules.get("_named_sources", True))
 
 
 RULES = [brute_force, invalid_user_probe, success_after_failures, outside_allowlist, privileged_offhours,
-         web_auth_flood, admin_console_bruteforce, scanner_paths, password_spray]
+         web_auth_flood, admin_console_bruteforce, scanner_paths, password_spray, ftp_connection_flood,
+         distributed_guessing]
+
+
+def max_span(cfg: dict) -> int:
+    """Longest look-back of any rule, in minutes."""
+    return max([int(r.get("within_minutes") or r.get("lookback_minutes") or 0)
+                for r in cfg.values() if isinstance(r, dict)] or [0])
 
 
 def run(es, prefix: str, window: Window, rules: dict) -> list[Finding]:
@@ -313,6 +409,12 @@ def run(es, prefix: str, window: Window, rules: dict) -> list[Finding]:
     # privileged_offhours looks at any dataset (sudo lives in the system auth log).
     wide = f"{prefix}-logs-*"
     findings: list[Finding] = []
+    # One question spares every per-source rule its second (host-name) pass in the usual case.
+    probe = search(es, index, base_query(look_back(window, {"lookback_minutes": max_span(cfg)}), None, _NAMED_ONLY),
+                   {"named": {"value_count": {"field": "@timestamp"}}})
+    named = bool(probe.get("aggregations", {}).get("named", {}).get("value"))
+    cfg = cfg | {"_named_sources": named}
     for rule_fn in RULES:
-        findings.extend(rule_fn(es, wide if rule_fn is privileged_offhours else index, window, cfg))
+        found = rule_fn(es, wide if rule_fn is privileged_offhours else index, window, cfg)
+        findings.extend(f for f in found if attributed(f, window))
     return findings

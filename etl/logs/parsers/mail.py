@@ -18,6 +18,7 @@ import re
 from collections import OrderedDict
 
 from etl.logs.parsers.base import LineError, LineParser, ParseContext, fixed_zone, iso_utc, local_time, put_address, put_port
+from etl.logs.mailtext import dsn_meaning, normalise_reason
 from etl.logs.parsers.syslog import header_doc
 
 _JOIN_LIMIT = 100_000
@@ -42,6 +43,8 @@ class _SenderJoin:
             sender = self.senders.get(qid)
             if sender:
                 doc["email.from.address"] = sender
+                if "@" in sender:
+                    doc["email.from.domain"] = sender.rsplit("@", 1)[1].lower()
 
 
 def _to(doc: dict, address: str | None) -> None:
@@ -51,9 +54,31 @@ def _to(doc: dict, address: str | None) -> None:
             doc["email.to.domain"] = address.rsplit("@", 1)[1].lower()
 
 
+NULL_SENDER = "<>"
+
+
 def _from(doc: dict, address: str | None) -> None:
-    if address:
-        doc["email.from.address"] = address
+    """The sender; the empty envelope sender of bounces and DSNs is stored as `<>`, its own
+    class, not merged with lines that name no sender at all."""
+    if address is None:
+        return
+    address = address.strip()
+    if address in ("", "<>"):
+        doc["email.from.address"] = NULL_SENDER
+        return
+    doc["email.from.address"] = address
+    if "@" in address:
+        doc["email.from.domain"] = address.rsplit("@", 1)[1].lower()
+
+
+def _finish(doc: dict) -> None:
+    """Fields derived from what the line gave: the normalised reason and the DSN's meaning."""
+    reason = doc.get("email.reason")
+    if reason:
+        doc["email.reason_normalized"] = normalise_reason(reason)
+    meaning = dsn_meaning(doc.get("email.dsn"))
+    if meaning:
+        doc["email.dsn_meaning"] = meaning
 
 
 def _client(doc: dict, text: str) -> None:
@@ -113,6 +138,7 @@ class _MailParser(LineParser):
             msg = msg[q.end():]
         self._classify(doc, msg)
         self.join.apply(doc)
+        _finish(doc)
         return doc
 
     def _classify(self, doc: dict, msg: str) -> None:
@@ -139,6 +165,7 @@ _PF_RULES = [
     ("HANGUP", "postscreen_hangup", "failure"),
     ("COMMAND TIME LIMIT", "postscreen_command_limit", "failure"),
     ("COMMAND COUNT LIMIT", "postscreen_command_limit", "failure"),
+    ("not enough free space in mail queue", "queue_storage_low", "failure"),
     ("removed", "removed", "unknown"),
     ("message-id=", "message_id", "unknown"),
     ("client=", "client", "unknown"),
@@ -269,7 +296,7 @@ class SendmailParser(_MailParser):
             if m.group(2):
                 _client(doc, m.group(2))
             if doc.get("email.queue_id"):
-                self.join.remember(doc["email.queue_id"], m.group(1))
+                self.join.remember(doc["email.queue_id"], doc["email.from.address"])
             return
         m = _SM_DELIVERY.match(msg)
         if m:
@@ -350,6 +377,7 @@ class EximParser(_MailParser):
             doc["email.queue_id"] = msg_id
         self._classify(doc, line[m.end():])
         self.join.apply(doc)
+        _finish(doc)
         return doc
 
     def _classify(self, doc: dict, msg: str) -> None:
@@ -398,10 +426,9 @@ class EximParser(_MailParser):
         m = _EXIM_ARRIVAL.match(msg)
         if m:
             _act(doc, "queued", "success")
-            sender = "" if m.group(1) == "<>" else m.group(1)
-            _from(doc, sender)
+            _from(doc, m.group(1))
             if doc.get("email.queue_id"):
-                self.join.remember(doc["email.queue_id"], sender)
+                self.join.remember(doc["email.queue_id"], doc["email.from.address"])
             client()
             return
         for rx, status in ((_EXIM_DEFER, "deferred"), (_EXIM_BOUNCE, "bounced"), (_EXIM_DELIVERED, "sent")):

@@ -12,7 +12,12 @@ received_disconnect, connection_closed, connection_reset, connection, no_identif
 bad_protocol, negotiation_failed, listening (unknown); reverse_mapping_mismatch,
 connection_refused (failure); session_opened, session_closed (success);
 sudo (success, or failure for refused commands), su, cron, other (unknown).
-`message repeated N times: [ X ]` is parsed as X with event.repeated = N."""
+Older (RHEL/Fedora) PAM headers `sshd(pam_unix)[pid]: authentication failure; ... rhost=H user=U`
+give pam_authentication_failure (failure: such logs have no `Failed password` line; log.logger
+is the module); ftpd: ftp_connection (unknown), ftp_login_failed (failure); klogind/krshd:
+kerberos_auth_failed (failure). `rhost=` may hold a host name: it becomes source.domain.
+`message repeated N times: [ X ]` is parsed as X with event.repeated = N (the loader then
+stores N documents)."""
 
 from __future__ import annotations
 
@@ -43,9 +48,18 @@ _REFUSED = re.compile(r"^refused connect from .*\((\S+)\)$")
 _NO_IDENT = re.compile(r"Did not receive identification string from (\S+?)(?: port (\d+))?$")
 _BAD_PROTO = re.compile(r"Bad protocol version identification .* from (\S+?)(?: port (\d+))?$")
 _NEGOTIATE = re.compile(r"Unable to negotiate with (\S+) port (\d+)")
-_SESSION = re.compile(r"pam_unix\([^:)]+:session\): session (opened|closed) for user (\S+)")
+_SESSION = re.compile(r"(?:pam_unix\([^:)]+:session\): |^)session (opened|closed) for user (\S+)")
 _SUDO = re.compile(r"^\s*(\S+) : (.*?)(?:TTY=\S+ ; )?PWD=\S* ; USER=(\S+) ;(?: [A-Z]+=\S* ;)* COMMAND=(.*)$")
 _SU = re.compile(r"(Successful|FAILED) su for (\S+) by (\S+)")
+_OLD_PAM_FAIL = re.compile(r"^authentication failure;.*?\brhost=(\S*)(?:\s+user=(\S+))?")
+_FTP_CONNECTION = re.compile(r"^connection from (\S+?)(?: \(([^)]*)\))?(?: at |$)")
+_FTP_FAILED = re.compile(r"(?:FTP LOGIN FAILED FROM ([^\s,]+)(?:, (\S+))?"
+                         r"|FAIL LOGIN: Client \"([^\"]+)\""
+                         r"|\((?:\S+\[)?([0-9A-Fa-f:.]+)\]?\) - USER (\S+) \(Login failed\))")
+_FTP_USER = re.compile(r"^\[(\S+)\] FAIL LOGIN")
+_KRB_FAILED = re.compile(r"Authentication failed from (\S+?)(?: \(([^)]*)\))?:")
+_FTP_PROGRAMS = {"ftpd", "in.ftpd", "vsftpd", "proftpd", "pure-ftpd", "wu-ftpd", "ftp"}
+_KRB_PROGRAMS = {"klogind", "krshd", "kshd", "eklogin", "kshell"}
 
 
 class SshdParser(LineParser):
@@ -62,7 +76,17 @@ class SshdParser(LineParser):
             doc["event.repeated"] = int(m.group(1))
             msg = m.group(2)
         prog = (h.program or "").lower()
-        if prog == "sudo":
+        if h.module:
+            doc["log.logger"] = h.module
+            m = _OLD_PAM_FAIL.match(msg)
+            if m:
+                _set(doc, "pam_authentication_failure", "failure", user=m.group(2), addr=m.group(1))
+                return doc
+        if prog in _FTP_PROGRAMS:
+            self._ftp(doc, msg)
+        elif prog in _KRB_PROGRAMS:
+            self._kerberos(doc, msg)
+        elif prog == "sudo":
             self._sudo(doc, msg)
         elif prog == "cron":
             _set(doc, "cron", "unknown")
@@ -82,6 +106,35 @@ class SshdParser(LineParser):
             doc["process.command_line"] = m.group(4)
         elif not _session(doc, msg):
             _set(doc, "sudo", "unknown")
+
+    @staticmethod
+    def _ftp(doc: dict, msg: str) -> None:
+        m = _FTP_CONNECTION.match(msg)
+        if m:
+            _set(doc, "ftp_connection", "unknown", addr=m.group(1))
+            if m.group(2) and m.group(2) != m.group(1) and "source.domain" not in doc:
+                doc["source.domain"] = m.group(2)
+            return
+        m = _FTP_FAILED.search(msg)
+        if m:
+            wu_host, wu_user, vs_client, pro_ip, pro_user = m.groups()
+            u = _FTP_USER.match(msg)
+            _set(doc, "ftp_login_failed", "failure", user=wu_user or pro_user or (u.group(1) if u else None),
+                 addr=wu_host or vs_client or pro_ip)
+            return
+        if not _session(doc, msg):
+            _set(doc, "other", "unknown")
+
+    @staticmethod
+    def _kerberos(doc: dict, msg: str) -> None:
+        m = _KRB_FAILED.search(msg)
+        if m:
+            _set(doc, "kerberos_auth_failed", "failure", addr=m.group(1))
+            return
+        if "authentication failed" in msg.lower():
+            _set(doc, "kerberos_auth_failed", "failure")
+            return
+        _set(doc, "other", "unknown")
 
     @staticmethod
     def _su(doc: dict, msg: str) -> None:

@@ -23,7 +23,9 @@ _ISO = re.compile(r"(\d{4})-(\d\d)-(\d\d)[T ](\d\d:\d\d:\d\d)(?:[.,](\d+))?(Z|[+
 _RFC5424 = re.compile(r"<\d{1,3}>1 (\S+) (\S+) (\S+) (\S+) \S+ (?:-|(?:\[(?:[^\]\"]|\"(?:[^\"\\]|\\.)*\")*\])+) ?")
 _TAI64N = re.compile(r"@([0-9a-f]{16})([0-9a-f]{8}) +")
 _PRI = re.compile(r"<[\w.]+> +")
-_PROG = re.compile(r"(\[?[A-Za-z][\w./@-]*\]?)(?:\[(\d+)\])?((?:\([^)]*\))?(?:<[^>]*>)?)(:?)(?: +|$)")
+# program, then an optional PAM-style module before the pid (`sshd(pam_unix)[4242]:`, RHEL/Fedora),
+# the pid, an optional context after it (`auth-worker(304):`) and the colon.
+_PROG = re.compile(r"(\[?[A-Za-z][\w./@-]*\]?)(?:\(([^)]*)\))?(?:\[(\d+)\])?((?:\([^)]*\))?(?:<[^>]*>)?)(:?)(?: +|$)")
 _TAI_EPOCH = 2 ** 62 + 10  # TAI64 label of 1970-01-01 00:00:00 UTC, as daemontools' tai64nlocal reads it
 
 
@@ -34,6 +36,7 @@ class SyslogHeader(NamedTuple):
     pid: int | None
     message: str          # after `prog[pid]: `
     rest: str             # after the timestamp (program context included), for rules that need it
+    module: str | None = None  # the PAM-style module of `prog(module)[pid]:` (pam_unix)
 
 
 def parse_timestamp(line: str, ctx: ParseContext) -> tuple[str, int] | None:
@@ -96,13 +99,14 @@ def parse_header(line: str, ctx: ParseContext) -> SyslogHeader:
 
 
 def _is_program(m: re.Match) -> bool:
-    token, pid, context, colon = m.groups()
-    return bool(colon or pid or context or (token.startswith("[") and token.endswith("]")))
+    token, module, pid, context, colon = m.groups()
+    return bool(colon or pid or context or module or (token.startswith("[") and token.endswith("]")))
 
 
 def _with_program(stamp: str, host: str | None, m: re.Match, text: str, rest: str) -> SyslogHeader:
-    token, pid = m.group(1), m.group(2)
-    return SyslogHeader(stamp, host, token.strip("[]"), int(pid) if pid else None, text[m.end():], rest)
+    token, module, pid = m.group(1), m.group(2), m.group(3)
+    return SyslogHeader(stamp, host, token.strip("[]"), int(pid) if pid else None, text[m.end():], rest,
+                        module or None)
 
 
 def put_header_fields(doc: dict, h: SyslogHeader) -> dict:

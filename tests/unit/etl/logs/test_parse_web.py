@@ -72,7 +72,7 @@ def test_nginx_samples(settings, samples_dir, tmp_path):
     assert d["http.response.status_code"] == 404 and d["url.path"] == "//phpMyAdmin-2.8.2.3/scripts/setup.php"
 
 
-def test_tomcat_sample_quarantines_1970_and_invalid_utf8(settings, samples_dir, tmp_path):
+def test_tomcat_sample_quarantines_1970_and_keeps_invalid_utf8_flagged(settings, samples_dir, tmp_path):
     path = samples_dir / "evtx_attack_samples" / "tomcat_web_attack_access_log.txt"
     parsed = parse_sample(settings, tmp_path, path, "tomcat")
     assert_accounted(parsed, path)
@@ -86,16 +86,19 @@ def test_tomcat_sample_quarantines_1970_and_invalid_utf8(settings, samples_dir, 
     year_1970 = [i for i, raw in enumerate(raws, 1) if b"/1970:" in raw]
     assert bad_utf8 and year_1970
     reasons = {e["record"]["line"]: e["reason"] for e in parsed.quarantine}
-    assert sorted(reasons) == sorted(bad_utf8 + year_1970)
-    for i in bad_utf8:
-        assert reasons[i].startswith("invalid UTF-8")
+    assert sorted(reasons) == sorted(year_1970)
     for i in year_1970:
         assert reasons[i].startswith("timestamp before 2000")
-    assert parsed.report.quarantined == {"invalid UTF-8": len(bad_utf8), "timestamp before 2000": len(year_1970)}
-    # the raw bytes are kept, escaped, in the quarantine record
-    entry = next(e for e in parsed.quarantine if e["record"]["line"] == bad_utf8[0])
-    assert "\\x" in entry["record"]["raw"] and entry["ref"].endswith(f":{bad_utf8[0]}")
-    assert entry["area"] == "logs-tomcat"
+    assert parsed.report.quarantined == {"timestamp before 2000": len(year_1970)}
+    assert parsed.report.replaced_utf8 == len(bad_utf8)
+    # invalid UTF-8 lines are decoded with replacement, tagged, and their exact bytes kept escaped
+    for i in bad_utf8:
+        d = parsed.flat(i)
+        assert d["tags"] == ["invalid_utf8"] and "\ufffd" in d["message"]
+        assert d["event.original"] == raws[i - 1].decode("utf-8", errors="backslashreplace")
+        assert "\\x" in d["event.original"]
+    entry = parsed.quarantine[0]
+    assert entry["area"] == "logs-tomcat" and entry["ref"].endswith(f":{year_1970[0]}")
     texts = text_lines(path)
     assert parsed.count(http__response__status_code=401) == sum('" 401 ' in l for i, l in enumerate(texts, 1)
                                                                if i not in reasons)
