@@ -24,7 +24,7 @@ from etl.errors import ConfigError, MonetlError, SourceError, StoreError
 from etl.logs.documents import doc_id, logs_index, logs_index_pattern, nest
 from etl.logs.inputs import LogInput, unique_inputs
 from etl.logs.parsers import LineError, ParseContext, make_parser, parser_class, sniff
-from etl.logs.parsers.base import redact
+from etl.redact import redact
 from etl.quarantine import Quarantine
 
 log = logging.getLogger(__name__)

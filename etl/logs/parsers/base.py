@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -160,30 +159,3 @@ def split_host_port(text: str) -> tuple[str, str | None]:
         return addr, port
     return text, None
 
-
-# Secrets a log line can carry: `password=...` style parameters (URL queries, form dumps, JDBC
-# strings), the password part of URL user info, HTTP Basic/Bearer credentials. What a parser
-# would have stored redacted is redacted in the stored message and in the quarantine's raw line.
-_SECRET_PARAM = re.compile(r"(?i)\b((?:password|passwd|passphrase|pass|secret|token|api_?key|access_token)"
-                           r"\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|(?!\*\*\*\))[^\s&;,\"')]+)")
-_URL_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^\s:/@]+:)([^\s@/]+)(@)", re.I)
-_AUTH_HEADER = re.compile(r"(?i)\b(authorization:\s*(?:basic|bearer)\s+)(\S+)")
-# Dovecot echoes a mistyped password (auth_verbose_passwords); its parser stores it as ***.
-_GIVEN_PASSWORD = re.compile(r"\(given password: [^)]*\)")
-REDACTED = "[REDACTED]"
-# Cheap substring tests decide whether the substitutions are needed at all (a case-insensitive
-# regular-expression search per line cost more than the rest of a trade line's parse).
-
-
-def redact(text: str) -> str:
-    """`text` with credentials replaced by [REDACTED]; unchanged (same object) when there are none,
-    which is nearly every line, so the common case costs a few substring tests."""
-    low = text.lower()
-    if ("pass" not in low and "secret" not in low and "token" not in low and "key" not in low
-            and "authoriz" not in low and "://" not in low):
-        return text
-    out = _GIVEN_PASSWORD.sub("(given password: ***)", text)
-    out = _SECRET_PARAM.sub(lambda m: m.group(1) + REDACTED, out)
-    out = _URL_USERINFO.sub(lambda m: m.group(1) + REDACTED + m.group(3), out)
-    out = _AUTH_HEADER.sub(lambda m: m.group(1) + REDACTED, out)
-    return out

@@ -159,7 +159,7 @@ def test_extract_stage_records_name_source_host_and_key(monkeypatch):
     assert record["key"] == "vfs.fs.size[/]" and record["value"] == "-1" and record["resolution"] == "raw"
 
 
-@pytest.mark.parametrize("text", ["password=abc", "token: abc", "pwd=abc&x=1"])
+@pytest.mark.parametrize("text", ["password=abc", "token: abc", "passwd=abc&x=1"])
 def test_redact_pairs(text):
     from etl.redact import redact
 
