@@ -175,7 +175,7 @@ def check_lake(settings, es, source: str) -> Check:
     if due:
         grade = max(grade, WARN, key=ORDER.get)
         ver += f"; {len(due)} day(s) past retention still in Elasticsearch"
-    nxt = (f"monetl compact --older-than-retention" if due or verified is None
+    nxt = ("monetl compact --older-than-retention" if due or verified is None
            else f"monetl lake verify --source {source} --day {days[-1] if days else 'YYYY-MM-DD'}")
     return Check(name, grade, f"{span} in the lake; {ver}", nxt)
 
