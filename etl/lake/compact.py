@@ -405,7 +405,7 @@ def compact_day(settings: Settings, source: str, day: dt.date | str, delete: boo
         raise StoreError(f"index {index} does not exist and {source} {day} is not in the lake")
     publish.sweep_stale(storage)
     previous = reader.read_manifest(storage, partition)
-    if record is None and previous is not None and previous.get("reconciliation"):
+    if record is None and previous is not None and previous.get("reconciliation") and not replace:
         record = previous["reconciliation"]  # still a floor for the merged day
     date = f"{day:%Y-%m-%d}"
     try:
