@@ -49,8 +49,10 @@ def register(sub) -> None:
 def _compact(args) -> int:
     from etl.config import load
     from etl.errors import ConfigError
+    from etl.commands.ingest import _quiet_libraries
     from etl.lake import compact
 
+    _quiet_libraries(args)
     settings = load()
 
     def show(report) -> None:

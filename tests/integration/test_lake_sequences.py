@@ -180,6 +180,8 @@ def test_kill_9_during_compaction_then_rerun_is_exact(fleet, stage, day):
     assert check.ok and not check.index_left, check
     assert fleet.ingest(hour(day, 1)).ok  # writers are not stuck: the day's index takes writes again
     assert not fleet.blocked(day)
+    fleet.compact(day)
+    assert fleet.check(day).ok
 
 
 def test_values_two_hours_late_reach_the_lake_through_reconciliation(fleet):
