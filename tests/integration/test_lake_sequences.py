@@ -14,9 +14,7 @@ import threading
 import pytest
 
 from etl import ingest
-from etl.errors import WouldDropPointsError
 from etl.lake import compact, write_block
-from etl.lake.compact import describe_loss, fewer_points
 from etl.schema import points_index
 from etl.window import Window
 
@@ -83,14 +81,6 @@ def test_replace_drops_only_when_asked_and_says_what_goes(fleet):
     # Reconciliation brings back what the operator dropped from the source (the source still has it).
     fleet.compact(day)
     assert fleet.check(day).ok
-
-
-def test_loss_guard_names_items_and_numbers():
-    loss = fewer_points({"1": 10, "2": 5}, {"1": 10, "3": 4}, {"1": 10, "3": 4})
-    assert loss == {"2": (5, 0, 0)}
-    assert describe_loss(loss) == "5 points of 1 items (item 2: lake 5, index 0, new 0)"
-    assert fewer_points({"1": 3}, {"1": 2}, {"1": 3}) == {}
-    assert issubclass(WouldDropPointsError, Exception)
 
 
 def test_replay_of_old_quarantine_after_compaction_then_compact(fleet):
