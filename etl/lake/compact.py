@@ -4,9 +4,12 @@ index deleted.
 
 Verification compares the published partition, read back from the lake, with (a) the checksum and
 per-item counts computed while scanning (stored in the manifest) and (b) what Elasticsearch reports
-now through aggregations (total, per itemid: count, min and max clock). A document added or removed
-after the scan, a tampered file or manifest: any difference raises VerificationError and the index
-stays."""
+now through aggregations (total, per itemid: count, min and max clock), plus the rows a merge kept
+from the previous lake copy and the source counts of the reconciliation (etl/lake/reconcile.py). A
+tampered file or manifest, a point short of the source: any difference raises VerificationError
+and the index stays. The index is write-blocked from the scan to the delete (etl/lake/write_block.py),
+so nothing can land in it unseen; a day the lake already holds is merged, never replaced by a
+fragment (replace=True rebuilds it from the index alone and logs what goes)."""
 
 from __future__ import annotations
 
