@@ -17,7 +17,8 @@ DOC = """
 ### lake_compaction
 Every day at 02:00 UTC: finds the daily points indices (`{prefix}-points-{source}-{YYYY.MM.DD}`)
 older than `MONETL_SHORT_TERM_DAYS` (counted back from the end of the run's data interval), and
-for each (mapped task per source and day) runs `etl.lake.compact.compact_day`: PIT scan -> Parquet
+for each (mapped task per source and day) runs `etl.lake.compact.compact_day`: reconciliation with
+the source (backfill of what is missing), write block, PIT scan (merged with the lake copy) -> Parquet
 partition + 5m/1h rollups, atomic publish, verification against Elasticsearch, then index delete.
 A verification failure fails that task and keeps the index; re-running is safe (a day is
 replaced exactly). `lake_updated` runs whatever the days' outcome (trigger rule `all_done`) and
@@ -47,7 +48,8 @@ def lake_compaction():
     def compact(day: dict) -> dict:
         from etl.lake.compact import compact_day
 
-        report = compact_day(settings(), day["source"], day["day"], delete=True)
+        # reconcile: count the day at the source and backfill what is missing before compacting it.
+        report = compact_day(settings(), day["source"], day["day"], delete=True, reconcile=True)
         return {**day, "report": "; ".join(report.lines())}
 
     # all_done: one failed day must not keep reports from the days that did compact. Only the

@@ -94,6 +94,9 @@ class Settings:
     lake_url: str = field(default_factory=lambda: _env("LAKE_URL", ""))
     hdfs_user: str = field(default_factory=lambda: _env("HDFS_USER", "monetl"))
     short_term_days: int = field(default_factory=lambda: _env_int("SHORT_TERM_DAYS", 7))
+    # Late-value horizon: a day is compacted (and its index deleted) only this long after it ended;
+    # a value later than that is still found by the next reconciliation of its day.
+    late_horizon_hours: int = field(default_factory=lambda: _env_int("LATE_HORIZON_HOURS", 24))
 
     # Reports.
     extracts_dir: str = field(default_factory=lambda: _env("EXTRACTS_DIR", ""))

@@ -25,6 +25,11 @@ class VerificationError(MonetlError):
     """Data written somewhere does not match its origin; nothing was deleted."""
 
 
+class WouldDropPointsError(VerificationError):
+    """Publishing would leave a lake day with fewer points of some item than it or the index held;
+    refused (the message gives the per-item numbers) unless the operator asks for --replace."""
+
+
 class BadRecord(MonetlError):
     """One input record is unusable; it belongs in quarantine, the rest of its batch goes on."""
 

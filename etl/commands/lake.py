@@ -12,6 +12,14 @@ def register(sub) -> None:
                        help="every day older than MONETL_SHORT_TERM_DAYS that still has an index")
     p.add_argument("--source", help="zabbix | kcmm (default with --older-than-retention: all)")
     p.add_argument("--keep", action="store_true", help="keep the index even when the lake copy verifies")
+    p.add_argument("--replace", action="store_true",
+                   help="rebuild a day the lake holds from the index alone (default: merge the two); "
+                        "the log names the points that go")
+    p.add_argument("--no-reconcile", action="store_true",
+                   help="skip counting the day at the source and backfilling what is missing first")
+    p.add_argument("--mode", choices=["api", "db", "csv"], help="source mode for the reconciliation")
+    p.add_argument("--host", action="append", dest="hosts", metavar="HOST",
+                   help="reconcile only these technical host names (repeatable; default: every host)")
     p.set_defaults(func=_compact)
 
     lake = sub.add_parser("lake", help="read the long-term lake")
@@ -41,8 +49,10 @@ def register(sub) -> None:
 def _compact(args) -> int:
     from etl.config import load
     from etl.errors import ConfigError
+    from etl.commands.ingest import _quiet_libraries
     from etl.lake import compact
 
+    _quiet_libraries(args)
     settings = load()
 
     def show(report) -> None:
@@ -52,12 +62,17 @@ def _compact(args) -> int:
     if args.older_than_retention:
         if args.keep:
             raise ConfigError("--keep makes no sense with --older-than-retention (those days are due for deletion)")
-        if not compact.compact_older_than_retention(settings, args.source or "*", on_report=show):
+        if args.replace:
+            raise ConfigError("--replace is for one day (--day), after looking at what it drops")
+        if not compact.compact_older_than_retention(settings, args.source or "*", on_report=show,
+                                                    reconcile=not args.no_reconcile, mode=args.mode,
+                                                    hosts=args.hosts):
             print(f"no index older than {settings.short_term_days} days: nothing to compact")
         return 0
     if not args.source:
         raise ConfigError("--day needs --source")
-    show(compact.compact_day(settings, args.source, args.day, delete=not args.keep))
+    show(compact.compact_day(settings, args.source, args.day, delete=not args.keep, replace=args.replace,
+                             reconcile=not args.no_reconcile, mode=args.mode, hosts=args.hosts))
     return 0
 
 

@@ -123,7 +123,9 @@ def rows_per_itemid(table: pa.Table) -> dict[str, int]:
 
 def build(dataset: str, partition: dict[str, str], run_id: str, schema_name: str, rows: int,
           checksum: int, files: list[dict], *, per_item: dict[str, int] | None = None,
-          source_index: str | None = None, schema_version: int | None = None) -> dict:
+          source_index: str | None = None, schema_version: int | None = None, extra: dict | None = None) -> dict:
+    """`extra`: optional sections of a points manifest ("merge": what a merge with the previous
+    lake copy kept and replaced; "reconciliation": the source counts taken before compaction)."""
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "dataset": dataset,
@@ -139,6 +141,8 @@ def build(dataset: str, partition: dict[str, str], run_id: str, schema_name: str
     }
     if per_item is not None:
         manifest["rows_per_itemid"] = per_item
+    for name, section in (extra or {}).items():
+        manifest[name] = section
     validate(manifest, "new manifest")
     return manifest
 

@@ -53,7 +53,7 @@ def _local_target(storage: Storage, rel: str, scratch: Path):
 
 
 def stage_partition(storage: Storage, staging: str, table: pa.Table, meta: dict, scratch: Path,
-                    checksum_columns) -> dict:
+                    checksum_columns, extra: dict | None = None) -> dict:
     """Write `table` as part-00000.parquet and its _manifest.json under `staging`.
 
     `meta` holds manifest fields (dataset, partition, run_id, schema_name, source_index,
@@ -68,12 +68,14 @@ def stage_partition(storage: Storage, staging: str, table: pa.Table, meta: dict,
         checksum = manifest.checksum_int(table, checksum_columns)
     built = manifest.build(meta["dataset"], meta["partition"], meta["run_id"], meta["schema_name"],
                            table.num_rows, checksum, files, per_item=meta.get("per_item"),
-                           source_index=meta.get("source_index"), schema_version=meta.get("schema_version"))
+                           source_index=meta.get("source_index"), schema_version=meta.get("schema_version"),
+                           extra=extra)
     storage.write_bytes(layout.join(staging, layout.MANIFEST), manifest.dumps(built))
     return built
 
 
-def stage_written(storage: Storage, staging: str, write, rows: int, meta: dict, scratch: Path) -> dict:
+def stage_written(storage: Storage, staging: str, write, rows: int, meta: dict, scratch: Path,
+                  extra: dict | None = None) -> dict:
     """Like stage_partition for a file produced by `write(local_path) -> rows per itemid` (the
     out-of-core sort); the checksum in `meta` comes from the scan and is verified after publish."""
     storage.makedirs(staging)
@@ -82,7 +84,8 @@ def stage_written(storage: Storage, staging: str, write, rows: int, meta: dict, 
         per_item = write(path)
     files = [{"name": name, "rows": rows, "bytes": storage.size(layout.join(staging, name))}]
     built = manifest.build(meta["dataset"], meta["partition"], meta["run_id"], meta["schema_name"], rows,
-                           meta["checksum"], files, per_item=per_item, source_index=meta.get("source_index"))
+                           meta["checksum"], files, per_item=per_item, source_index=meta.get("source_index"),
+                           extra=extra)
     storage.write_bytes(layout.join(staging, layout.MANIFEST), manifest.dumps(built))
     return built
 
