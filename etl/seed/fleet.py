@@ -66,9 +66,11 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
         raise ConfigError(f"--hosts must be at least 1, got {hosts}")
     planned = []
     counts = host_counts([g["share"] for g in fleet["groups"]], hosts)
+    incidents = fleet.get("incidents", {})
     for group, count in zip(fleet["groups"], counts):
         for n in range(1, count + 1):
             items = [*fleet["items"], *fleet.get("group_items", {}).get(group["name"], [])]
+            items = _with_incidents(items, group["host"].format(n=n), incidents)
             planned.append({
                 "host": prefix + group["host"].format(n=n),
                 "name": prefix + group["visible"].format(n=n),
@@ -79,7 +81,20 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
                 "items": [{**i, "history": fleet.get("history", "90d"), "trends": fleet.get("trends", "365d")}
                           for i in items],
             })
+            outage = incidents.get("outage", {})
+            if group["host"].format(n=n) in outage.get("hosts", []):
+                planned[-1]["outage"] = {**outage, "slot": outage["hosts"].index(group["host"].format(n=n))}
     return planned
+
+
+def _with_incidents(items: list[dict], host: str, incidents: dict) -> list[dict]:
+    """The fleet's SYNTHETIC trouble for one host (by its unprefixed name, so test fleets with a
+    prefix get none and keep exact row counts): item generators replaced, e.g. a disk filling up."""
+    overrides = {}
+    for incident in incidents.values():
+        if isinstance(incident, dict) and host in incident.get("hosts", []):
+            overrides.update(incident.get("generators", {}))
+    return [{**i, "generator": overrides[i["key"]]} if i["key"] in overrides else i for i in items]
 
 
 def seed_window(days: float, end: dt.datetime | str | int | None = None) -> tuple[int, int]:
@@ -104,6 +119,11 @@ def host_rows(host: dict, itemids: dict[str, int], start: int, end: int, seed: i
         salt = generators.item_salt(seed, host["host"], spec["key"])
         jitter = salt if spec["generator"]["kind"] == "log" else None
         clocks = generators.item_clocks(start, end, int(spec["interval"]), phase, jitter)
+        if "outage" in host:  # unreachable: no item of the host gets a value
+            o = host["outage"]
+            hh, mm = (int(x) for x in o["start_utc"].split(":"))
+            clocks = clocks[~generators.outage_mask(clocks, o["slot"], len(o["hosts"]), int(o["per_day"]),
+                                                    hh * 3600 + mm * 60, int(o["minutes"]))]
         columns = generators.generate(spec, clocks, param_rng, noise_rng, host=host["host"],
                                       market_weight=host["market_weight"])
         columns.update(itemid=np.full(clocks.size, itemids[spec["key"]], dtype=np.int64), clock=clocks,

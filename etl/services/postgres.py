@@ -19,8 +19,10 @@ from etl.services.base import Service, wait_until
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ZABBIX_SQL_DIR = Path("/usr/share/zabbix-server-pgsql")
 ZABBIX_SQL_FILES = ("schema.sql.gz", "images.sql.gz", "data.sql.gz")
+# zabbix_sender comes with zabbix-agent (`zabbix-sender` is only a virtual package there, which
+# dpkg-query never reports as installed).
 APT_PACKAGES = ("postgresql", "zabbix-server-pgsql", "zabbix-frontend-php", "php-pgsql", "php-cli",
-                "zabbix-sender", "zabbix-agent")
+                "zabbix-agent")
 OS_USER = "postgres"
 
 # (role, password, database it owns or None). Local stack only; real deployments bring their own.
