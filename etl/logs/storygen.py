@@ -3,12 +3,13 @@
 
 No public log is recent, so the demo writes these for its report days: a quiet background
 (staff logging in with keys from the office network, mail delivered) plus the incidents the
-log jobs exist for, at fixed UTC times of every day:
+log jobs exist for, at fixed UTC times of every day (early, so a demo run later the same day sees
+them today too):
 
-- 18:20 an SSH brute force: 203.0.113.45 (TEST-NET-3) tries root/admin ~130 times in 9 minutes;
-- 19:05 a password spray: 198.51.100.23 (TEST-NET-2) tries 24 user names once each, then gets in
+- 00:20 an SSH brute force: 203.0.113.45 (TEST-NET-3) tries root/admin ~130 times in 9 minutes;
+- 01:05 a password spray: 198.51.100.23 (TEST-NET-2) tries 24 user names once each, then gets in
   as one of them (success after failures, from outside the allow-list);
-- 15:40 root runs sudo on a trading host (23:40 Asia/Shanghai: privileged, outside business hours);
+- 11:40 root runs sudo on a trading host (19:40 Asia/Shanghai: privileged, after business hours);
 - 01:00 a bounce wave: 40 minutes of trade confirmations to one client domain bounce (5.1.1/5.4.4).
 
 File names start with `synthetic-` and a README beside them says so (syslog has no comments). Deterministic for a (day, seed); lines after `until`
@@ -62,7 +63,7 @@ def auth_lines(day: dt.date, seed: int = 1) -> list[tuple[dt.datetime, str]]:
         end = t + dt.timedelta(seconds=int(rng.integers(60, 3600)))
         add(end, host, f"sshd[{p}]", f"pam_unix(sshd:session): session closed for user {user}")
     # Brute force on the bastion: root and admin, a guess every ~4 s for 9 minutes.
-    t = t0 + dt.timedelta(hours=18, minutes=20)
+    t = t0 + dt.timedelta(hours=0, minutes=20)
     for i in range(130):
         t += dt.timedelta(seconds=int(rng.integers(2, 7)))
         p, port = next(pid), int(rng.integers(30000, 65000))
@@ -77,7 +78,7 @@ def auth_lines(day: dt.date, seed: int = 1) -> list[tuple[dt.datetime, str]]:
         add(t + dt.timedelta(seconds=1), SSH_HOSTS[0], f"sshd[{p}]",
             f"Connection closed by authenticating user {user} {BRUTE_IP} port {port} [preauth]")
     # Password spray: one try per account name, slowly, then one of them works.
-    t = t0 + dt.timedelta(hours=19, minutes=5)
+    t = t0 + dt.timedelta(hours=1, minutes=5)
     for user in SPRAY_USERS:
         t += dt.timedelta(seconds=int(rng.integers(40, 90)))
         p, port = next(pid), int(rng.integers(30000, 65000))
@@ -91,8 +92,8 @@ def auth_lines(day: dt.date, seed: int = 1) -> list[tuple[dt.datetime, str]]:
     p, port = next(pid), int(rng.integers(30000, 65000))
     add(t, SSH_HOSTS[0], f"sshd[{p}]", f"Accepted password for {SPRAY_WINNER} from {SPRAY_IP} port {port} ssh2")
     add(t, SSH_HOSTS[0], f"sshd[{p}]", f"pam_unix(sshd:session): session opened for user {SPRAY_WINNER}(uid=1107) by (uid=0)")
-    # root at 23:40 CST on a trading host.
-    t = t0 + dt.timedelta(hours=15, minutes=40)
+    # root at 19:40 CST on a trading host.
+    t = t0 + dt.timedelta(hours=11, minutes=40)
     add(t, "trading-02", "sudo", "    ops : TTY=pts/0 ; PWD=/home/ops ; USER=root ; COMMAND=/usr/bin/systemctl restart gateway")
     add(t, "trading-02", "sudo", "pam_unix(sudo:session): session opened for user root(uid=0) by ops(uid=1001)")
     return out

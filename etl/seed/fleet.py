@@ -228,6 +228,25 @@ def seeded_coverage(settings: Settings, hosts: list[str], key: str = "system.cpu
         return cur.fetchone()
 
 
+def incident_lines(fleet: dict, days: list[dt.date]) -> list[str]:
+    """What SYNTHETIC trouble the fleet file puts into these UTC days (see "incidents")."""
+    incidents = fleet.get("incidents", {})
+    lines = []
+    outage = incidents.get("outage")
+    if outage:
+        hh, mm = (int(x) for x in outage["start_utc"].split(":"))
+        for day in days:
+            noon = int(dt.datetime.combine(day, dt.time(hh, mm), tzinfo=dt.timezone.utc).timestamp())
+            down = [h for slot, h in enumerate(outage["hosts"])
+                    if generators.outage_mask(np.array([noon]), slot, len(outage["hosts"]), int(outage["per_day"]),
+                                              hh * 3600 + mm * 60, int(outage["minutes"]))[0]]
+            lines.append(f"SYNTHETIC outage {day} {outage['start_utc']}Z +{outage['minutes']} min: {', '.join(down)}")
+    disk = incidents.get("disk_fill")
+    if disk:
+        lines.append(f"SYNTHETIC disk filling up: /data on {', '.join(disk['hosts'])} (62% free at 00:00Z, 2% by midnight)")
+    return lines
+
+
 def run_demo(settings: Settings) -> list[str]:
     """Seed the default fleet unless it already covers the recent window (the last DEFAULT_DAYS
     up to 15 minutes ago); return summary lines."""
@@ -235,8 +254,18 @@ def run_demo(settings: Settings) -> list[str]:
     names = [h["host"] for h in planned]
     start, end = seed_window(DEFAULT_DAYS)
     covered, first, last = seeded_coverage(settings, names)
-    if covered == len(names) and first is not None and first <= start + 60 and last >= end - 900:
+    today = dt.datetime.fromtimestamp(end, dt.timezone.utc).date()
+    story = incident_lines(load_fleet(), [today - dt.timedelta(days=1), today])
+    # A changed fleet file (new incidents, generators) must reach the history even when it is covered.
+    import hashlib
+
+    stamp = settings.home / "state" / "demo_fleet.sha256"
+    digest = hashlib.sha256(FLEET_FILE.read_bytes()).hexdigest()
+    same_fleet = stamp.is_file() and stamp.read_text().strip() == digest
+    if same_fleet and covered == len(names) and first is not None and first <= start + 60 and last >= end - 900:
         return [f"demo fleet already seeded: {covered} hosts, history up to "
-                f"{dt.datetime.fromtimestamp(last, dt.timezone.utc):%Y-%m-%dT%H:%MZ}; nothing to do"]
+                f"{dt.datetime.fromtimestamp(last, dt.timezone.utc):%Y-%m-%dT%H:%MZ}; nothing to do"] + story
     result = seed_fleet(settings, DEFAULT_HOSTS, DEFAULT_DAYS, seed=DEFAULT_SEED)
-    return result.lines()
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest + "\n")
+    return result.lines() + story
