@@ -167,9 +167,10 @@ class Postgres(Service):
 
     # -- provisioning ------------------------------------------------------
     def psql(self, sql: str, db: str = "postgres", what: str = "psql") -> str:
-        """Run SQL as the superuser over our own unix socket; output unaligned, tuples only."""
+        """Run SQL as the superuser over our own unix socket; output unaligned, tuples only. The SQL
+        goes in on stdin, not as -c: CREATE ROLE ... PASSWORD would otherwise be in the process list."""
         return self._pg("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                        "-p", str(self.settings.pg_port), "-d", db, "-c", sql, what=what)
+                        "-p", str(self.settings.pg_port), "-d", db, what=what, input=sql)
 
     def _provision(self) -> None:
         for role, password, db in ROLES:
