@@ -525,7 +525,8 @@ def run_demo(settings: Settings) -> list[str]:
     for source, mode, window in (("zabbix", "db", day), ("zabbix", "api", last_hour),
                                  ("kcmm", "db", Window(day.start, now)), ("kcmm", "csv", last_hour)):
         try:
-            summary = run(settings, source, window, mode=mode, overlap=dt.timedelta(0))
+            summary = run(settings, source, window, mode=mode, overlap=dt.timedelta(0),
+                          progress="rich" if sys.stderr.isatty() else "none")  # the line below is the step's line
         except (MonetlError, ImportError) as exc:
             lines.append(f"{source}/{mode}: not ingested: {exc}")
             continue

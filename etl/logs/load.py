@@ -342,11 +342,17 @@ def run_demo(settings: Settings) -> list[str]:
     report = load_samples(settings)
     lines = [f"{len(report.files)} real sample files: read {report.total('read')}, loaded {report.total('loaded')}, "
              f"skipped {report.total('skipped')}, quarantined {report.total('quarantined_total')}"]
+    from etl.console import Steps
+
     generated = LoadReport(report.run_id)
-    for fmt, path, year, _ in generate_demo_logs(settings):
+    plan = generate_demo_logs(settings)
+    progress = Steps("loading", len(plan))
+    for fmt, path, year, _ in plan:
+        progress.step(path.name)
         part = load_files(settings, fmt, [path], year=year, tz="UTC", run_id=report.run_id)
         generated.files.extend(part.files)
         generated.quarantine_paths |= part.quarantine_paths
+    progress.close()
     by_fmt: dict[str, list[FileReport]] = {}
     for f in generated.files:
         by_fmt.setdefault(f.fmt, []).append(f)

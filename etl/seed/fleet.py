@@ -247,6 +247,25 @@ def incident_lines(fleet: dict, days: list[dt.date]) -> list[str]:
     return lines
 
 
+def incidents_in_history(settings: Settings, fleet: dict, day: dt.date) -> bool:
+    """Whether the seeded history of `day` has the fleet's outage (no rows of the hosts down that
+    day inside the outage window): a fleet re-seeded from another fleet file would not."""
+    outage = fleet.get("incidents", {}).get("outage")
+    if not outage:
+        return True
+    hh, mm = (int(x) for x in outage["start_utc"].split(":"))
+    start = int(dt.datetime.combine(day, dt.time(hh, mm), tzinfo=dt.timezone.utc).timestamp())
+    end = start + 60 * int(outage["minutes"])
+    down = [h for slot, h in enumerate(outage["hosts"])
+            if generators.outage_mask(np.array([start]), slot, len(outage["hosts"]), int(outage["per_day"]),
+                                      hh * 3600 + mm * 60, int(outage["minutes"]))[0]]
+    with writer_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM hosts h JOIN items i ON i.hostid = h.hostid JOIN history hi "
+                    "ON hi.itemid = i.itemid WHERE h.host = ANY(%s) AND hi.clock >= %s AND hi.clock < %s",
+                    (down, start, end))
+        return cur.fetchone()[0] == 0
+
+
 def run_demo(settings: Settings) -> list[str]:
     """Seed the default fleet unless it already covers the recent window (the last DEFAULT_DAYS
     up to 15 minutes ago); return summary lines."""
@@ -261,7 +280,8 @@ def run_demo(settings: Settings) -> list[str]:
 
     stamp = settings.home / "state" / "demo_fleet.sha256"
     digest = hashlib.sha256(FLEET_FILE.read_bytes()).hexdigest()
-    same_fleet = stamp.is_file() and stamp.read_text().strip() == digest
+    same_fleet = (stamp.is_file() and stamp.read_text().strip() == digest
+                  and incidents_in_history(settings, load_fleet(), today - dt.timedelta(days=1)))
     if same_fleet and covered == len(names) and first is not None and first <= start + 60 and last >= end - 900:
         return [f"demo fleet already seeded: {covered} hosts, history up to "
                 f"{dt.datetime.fromtimestamp(last, dt.timezone.utc):%Y-%m-%dT%H:%MZ}; nothing to do"] + story
