@@ -50,10 +50,13 @@ def run_demo(settings: Settings, now: dt.datetime | None = None) -> list[str]:
     es = es_client(settings)
     deleted = drop_window(es, settings, "zabbix", lost)
     lines = [f"dropped {deleted:,} Zabbix points of {lost} from Elasticsearch (a lost bulk load)"]
-    before = ingest.gaps(settings, "zabbix", around, mode="db", client=es)
+    from etl.seed.fleet import DEFAULT_HOSTS, load_fleet, plan_hosts
+
+    fleet = [h["host"] for h in plan_hosts(load_fleet(), DEFAULT_HOSTS)]
+    before = ingest.gaps(settings, "zabbix", around, mode="db", client=es, hosts=fleet)
     lines.append(_gap_line(before))
-    report, summaries = ingest.backfill(settings, "zabbix", around, mode="db", client=es)
+    report, summaries = ingest.backfill(settings, "zabbix", around, mode="db", client=es, hosts=fleet)
     lines += [f"`monetl backfill zabbix ...`: {s.line()}" for s in summaries] or ["backfill: nothing to do"]
-    after = ingest.gaps(settings, "zabbix", around, mode="db", client=es)
+    after = ingest.gaps(settings, "zabbix", around, mode="db", client=es, hosts=fleet)
     lines.append(f"gaps again: {len(after.gaps)} short bucket(s) of {len(after.buckets)}")
     return lines
