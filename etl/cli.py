@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
+from etl import console
 from etl.errors import MonetlError
 
 COMMAND_MODULES = ["services", "seed", "ingest", "lake", "extracts", "logs", "health", "dashboards", "demo"]
@@ -25,8 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    console.configure(args.verbose)
     try:
         return int(args.func(args) or 0)
     except MonetlError as exc:

@@ -121,6 +121,12 @@ class Settings:
     notify_smtp_user: str = field(default_factory=lambda: _env("NOTIFY_SMTP_USER"))
     notify_smtp_password: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_SMTP_PASSWORD")))
     notify_smtp_starttls: bool = field(default_factory=lambda: _env("NOTIFY_SMTP_STARTTLS", "0").lower() in ("1", "true", "yes"))
+    # SMTPS (TLS from the first byte, usually port 465); both TLS modes verify the certificate and
+    # host name (system CAs, or this CA file). A login over clear text is refused unless allowed.
+    notify_smtp_ssl: bool = field(default_factory=lambda: _env("NOTIFY_SMTP_SSL", "0").lower() in ("1", "true", "yes"))
+    notify_smtp_ca_file: str = field(default_factory=lambda: _env("NOTIFY_SMTP_CA_FILE"))
+    notify_smtp_allow_plain_login: bool = field(
+        default_factory=lambda: _env("NOTIFY_SMTP_ALLOW_PLAIN_LOGIN", "0").lower() in ("1", "true", "yes"))
     notify_webhook_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WEBHOOK_URL")))
     notify_wecom_url: Secret = field(default_factory=lambda: Secret(_env("NOTIFY_WECOM_URL")))
     # A finding whose notification failed through every retry is sent by a later run of its job if

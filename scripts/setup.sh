@@ -1,15 +1,32 @@
 #!/usr/bin/env bash
 # All set-up on a fresh machine, idempotent and quick when already done:
 # Debian packages, the Python venv (pinned by constraints.txt), and the service distributions
-# (Elasticsearch zip and the HDFS minicluster from Maven Central).
+# (Elasticsearch zip and the HDFS minicluster from Maven Central). A second run makes no apt and
+# no network call: every step checks what it really needs (files, versions) and stops there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(postgresql zabbix-server-pgsql zabbix-frontend-php php-pgsql php-cli zabbix-sender zabbix-agent
-              openjdk-17-jdk-headless maven)
+# What the local stack runs, as "check|package": the check is a file, or a command that must
+# succeed. Package names are only what apt installs when a check fails (zabbix_sender comes with
+# zabbix-agent: `zabbix-sender` is a virtual package dpkg never reports as installed).
+NEEDS=(
+  "/usr/lib/postgresql/15/bin/pg_ctl|postgresql"
+  "/usr/lib/postgresql/15/bin/psql|postgresql"
+  "/usr/share/zabbix-server-pgsql/schema.sql.gz|zabbix-server-pgsql"
+  "/usr/sbin/zabbix_server -V 2>/dev/null | grep -q 'Zabbix) 6\.0\.'|zabbix-server-pgsql"
+  "/usr/share/zabbix/api_jsonrpc.php|zabbix-frontend-php"
+  "command -v php >/dev/null|php-cli"
+  "php -m 2>/dev/null | grep -qx pgsql|php-pgsql"
+  "/usr/bin/zabbix_sender|zabbix-agent"
+  "/usr/lib/jvm/java-17-openjdk-$(dpkg --print-architecture 2>/dev/null || echo amd64)/bin/java|openjdk-17-jdk-headless"
+  "command -v mvn >/dev/null|maven"
+)
 missing=()
-for pkg in "${APT_PACKAGES[@]}"; do
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+for need in "${NEEDS[@]}"; do
+  check=${need%|*} pkg=${need##*|}
+  if [[ $check == /* && $check != *" "* ]]; then [ -e "$check" ] && continue
+  else bash -c "$check" && continue; fi
+  [[ " ${missing[*]} " == *" $pkg "* ]] || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing Debian packages: ${missing[*]}"

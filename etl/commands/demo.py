@@ -14,6 +14,7 @@ STAGES = [
     ("seed Zabbix demo fleet", "etl.seed:run_demo"),
     ("seed KCMM sample database + CSV export", "etl.sources.kcmm_sample:run_demo"),
     ("ingest Zabbix + KCMM -> Elasticsearch", "etl.ingest:run_demo"),
+    ("lost hour: gaps finds it, backfill closes it", "etl.recovery_demo:run_demo"),
     ("compact -> Parquet lake", "etl.lake:run_demo"),
     ("load business logs -> Elasticsearch", "etl.logs.load:run_demo"),
     ("log analysis jobs", "etl.logs.jobs:run_demo"),
@@ -34,9 +35,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from etl import services
+    from etl import console, services
     from etl.config import load
 
+    console.quiet_own_info(getattr(args, "verbose", False))  # the stages print their own lines
     settings = load()
     summary: list[tuple[str, float, list[str]]] = []
     t0 = time.monotonic()
@@ -67,4 +69,31 @@ def run(args) -> int:
             print(f"   {line}")
     print(f"\nservices stay up (`monetl services status`, `monetl services down`); logs in {settings.logs_dir}")
     print(f"total {time.monotonic() - t0:.0f}s")
+    print("\n== where to look next")
+    for line in next_steps(settings):
+        print(f"   {line}")
     return 1 if failed else 0
+
+
+def next_steps(settings) -> list[str]:
+    """Where a newcomer looks at what the demo produced (secrets are named, never printed)."""
+    from pathlib import Path
+
+    extracts = Path(settings.extracts_dir)
+    repo = Path(__file__).resolve().parents[2]
+    zabbix_ui = settings.zabbix_url.rsplit("/", 1)[0] + "/"
+    lines = [
+        f"Zabbix: {zabbix_ui} (user {settings.zabbix_user}; password MONETL_ZABBIX_PASSWORD, local default in "
+        "the README): Monitoring > Latest data, the outage and disk hosts named by the seed stage",
+        f"Tableau extracts: {extracts}/*.hyper (open in Tableau Desktop; `monetl extracts list`)",
+        f"summary for people without Tableau: file://{extracts / 'summary.html'}",
+    ]
+    grafana = repo / "docker" / "grafana" / "provisioning"
+    if grafana.is_dir():
+        lines.append(f"Grafana: provisioning in {grafana} (dashboards and data sources as code; "
+                     "`docker compose -f docker/docker-compose.yml up -d` runs it)")
+    lines += [
+        "`monetl status`: health of the pipeline and the services; `monetl gaps zabbix --start ... --end ...`",
+        f"Elasticsearch indices {settings.es_index_prefix}-*: {settings.es_url}/_cat/indices?v",
+    ]
+    return lines

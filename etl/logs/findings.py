@@ -227,6 +227,34 @@ def write_lake(settings: Settings, findings: Findings) -> list[str]:
     """Merge the window's rows into the day partition {lake}/findings/job=<job>/date=<day>/ of the
     window's start day: rows this run supersedes (see `superseded`) are replaced, other windows'
     rows kept, and the partition is republished whole (etl.lake replaces partitions atomically)."""
+    from etl import lake
+
+    merged = _merged_day(settings, findings)
+    return [lake.write_findings(settings, findings.job, *merged)] if merged else []
+
+
+def write_lake_many(settings: Settings, results: list[Findings]) -> list[str]:
+    """write_lake for many windows (e.g. one job over many days) with one publish step per job:
+    the day partitions staged under one run, then moved into place together. A day met twice is
+    published before its second window merges with it."""
+    from etl.lake.findings import write_findings_many
+
+    written: list[str] = []
+    pending: dict[str, dict[dt.date, pa.Table]] = {}
+    for findings in results:
+        day = findings.window.start.date()
+        if day in pending.get(findings.job, {}):
+            written += write_findings_many(settings, findings.job, pending.pop(findings.job))
+        merged = _merged_day(settings, findings)
+        if merged:
+            pending.setdefault(findings.job, {})[merged[0]] = merged[1]
+    for job, tables in pending.items():
+        written += write_findings_many(settings, job, tables)
+    return written
+
+
+def _merged_day(settings: Settings, findings: Findings) -> tuple[dt.date, pa.Table] | None:
+    """(day, the day partition's rows after this window's run), or None when nothing changes."""
     import pyarrow.compute as pc
 
     from etl import lake
@@ -243,9 +271,8 @@ def write_lake(settings: Settings, findings: Findings) -> list[str]:
         existing = existing.select(schema.names).cast(schema)
         existing = existing.filter(pc.invert(superseded(existing, findings.window)))
     if new.num_rows == 0 and existing.num_rows == before:
-        return []  # nothing found now and nothing of this window to take back
-    merged = pa.concat_tables([existing, new]) if before else new
-    return [lake.write_findings(settings, findings.job, day, merged)]
+        return None  # nothing found now and nothing of this window to take back
+    return day, (pa.concat_tables([existing, new]) if before else new)
 
 
 def search_findings(es, prefix: str, job: str | None = None, min_severity: str = "low",

@@ -361,22 +361,62 @@ def load_samples(settings: Settings, root: Path | None = None, run_id: str | Non
     return merged
 
 
-def run_demo(settings: Settings) -> list[str]:
-    """Loads every real sample plus one generated trading day; returns summary lines."""
+def demo_report_days(now: dt.datetime | None = None) -> list[dt.date]:
+    """The demo's report days: yesterday and today (UTC)."""
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return [now.date() - dt.timedelta(days=1), now.date()]
+
+
+def generate_demo_logs(settings: Settings, now: dt.datetime | None = None) -> list[tuple[str, Path, int | None, int]]:
+    """Write the SYNTHETIC current logs of the report days (etl.logs.tradegen, etl.logs.storygen)
+    up to `now`: [(format, file, year for syslog stamps, lines)]."""
+    from etl.logs import storygen
     from etl.logs.tradegen import generate_file
 
+    now = now or dt.datetime.now(dt.timezone.utc)
+    folder = settings.home / "logs" / "generated"
+    days = demo_report_days(now)
+    out = []
+    trade = folder / f"synthetic-trade_gateway-{days[0]:%Y-%m-%d}_{days[-1]:%Y-%m-%d}.log"
+    # Gateway days are Shanghai days; the last UTC day's session is the same calendar day there.
+    n = generate_file(trade, start=days[0].isoformat(), end=(days[-1] + dt.timedelta(days=1)).isoformat(),
+                      seed=20261125, rate=2.0, gateways=2, slow=("10:40", 40, 10.0, 0), weekends=True,
+                      until=int(now.timestamp()))
+    out.append(("trade", trade, None, n))
+    for kind, fmt in (("auth", "sshd"), ("mail", "postfix")):
+        for day in days:
+            path, lines = storygen.write_day(kind, day, folder, until=now)
+            out.append((fmt, path, day.year, lines))
+    return out
+
+
+def run_demo(settings: Settings) -> list[str]:
+    """Loads every real sample (years old) plus the SYNTHETIC current logs of the report days
+    (trades with a slow spell, an SSH brute force and password spray, a bounce wave); returns
+    summary lines."""
     report = load_samples(settings)
-    lines = [f"{Path(f.path).name} [{f.fmt}]: {f.read} lines, {f.loaded} loaded, {f.skipped} skipped, "
-             f"{f.quarantined_total} quarantined" for f in report.files]
-    out = settings.home / "logs" / "generated" / "trade_gateway_2026-11-25.log"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    generate_file(out, start="2026-11-25", end="2026-11-26", seed=20261125, rate=2.0, gateways=2)
-    trade = load_files(settings, "trade", [out], run_id=report.run_id)
-    t = trade.files[0]
-    lines.append(f"{out.name} [trade, SYNTHETIC]: {t.read} lines, {t.loaded} loaded, {t.quarantined_total} quarantined")
-    lines.append(f"indices: {settings.es_index_prefix}-logs-*; "
-                 f"total loaded {report.total('loaded') + t.loaded}, quarantined "
-                 f"{report.total('quarantined_total') + t.quarantined_total}")
-    for path in sorted(report.quarantine_paths | trade.quarantine_paths):
+    lines = [f"{len(report.files)} real sample files: read {report.total('read')}, loaded {report.total('loaded')}, "
+             f"skipped {report.total('skipped')}, quarantined {report.total('quarantined_total')}"]
+    from etl.console import Steps
+
+    generated = LoadReport(report.run_id)
+    plan = generate_demo_logs(settings)
+    progress = Steps("loading", len(plan))
+    for fmt, path, year, _ in plan:
+        progress.step(path.name)
+        part = load_files(settings, fmt, [path], year=year, tz="UTC", run_id=report.run_id)
+        generated.files.extend(part.files)
+        generated.quarantine_paths |= part.quarantine_paths
+    progress.close()
+    by_fmt: dict[str, list[FileReport]] = {}
+    for f in generated.files:
+        by_fmt.setdefault(f.fmt, []).append(f)
+    for fmt, files in by_fmt.items():
+        lines.append(f"SYNTHETIC {fmt} ({', '.join(Path(f.path).name for f in files)}): "
+                     f"{sum(f.loaded for f in files)} loaded, {sum(f.quarantined_total for f in files)} quarantined")
+    lines.append(f"indices: {settings.es_index_prefix}-logs-*; total loaded "
+                 f"{report.total('loaded') + generated.total('loaded')}, quarantined "
+                 f"{report.total('quarantined_total') + generated.total('quarantined_total')}")
+    for path in sorted(report.quarantine_paths | generated.quarantine_paths):
         lines.append(f"quarantine: {path}")
     return lines

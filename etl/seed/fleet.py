@@ -66,9 +66,12 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
         raise ConfigError(f"--hosts must be at least 1, got {hosts}")
     planned = []
     counts = host_counts([g["share"] for g in fleet["groups"]], hosts)
+    # Test fleets (a prefix) get no incidents: their row counts stay exact.
+    incidents = {} if prefix else fleet.get("incidents", {})
     for group, count in zip(fleet["groups"], counts):
         for n in range(1, count + 1):
             items = [*fleet["items"], *fleet.get("group_items", {}).get(group["name"], [])]
+            items = _with_incidents(items, group["host"].format(n=n), incidents)
             planned.append({
                 "host": prefix + group["host"].format(n=n),
                 "name": prefix + group["visible"].format(n=n),
@@ -79,7 +82,20 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
                 "items": [{**i, "history": fleet.get("history", "90d"), "trends": fleet.get("trends", "365d")}
                           for i in items],
             })
+            outage = incidents.get("outage", {})
+            if group["host"].format(n=n) in outage.get("hosts", []):
+                planned[-1]["outage"] = {**outage, "slot": outage["hosts"].index(group["host"].format(n=n))}
     return planned
+
+
+def _with_incidents(items: list[dict], host: str, incidents: dict) -> list[dict]:
+    """The fleet's SYNTHETIC trouble for one host (by name): item generators replaced, e.g. a disk
+    filling up."""
+    overrides = {}
+    for incident in incidents.values():
+        if isinstance(incident, dict) and host in incident.get("hosts", []):
+            overrides.update(incident.get("generators", {}))
+    return [{**i, "generator": overrides[i["key"]]} if i["key"] in overrides else i for i in items]
 
 
 def seed_window(days: float, end: dt.datetime | str | int | None = None) -> tuple[int, int]:
@@ -104,6 +120,11 @@ def host_rows(host: dict, itemids: dict[str, int], start: int, end: int, seed: i
         salt = generators.item_salt(seed, host["host"], spec["key"])
         jitter = salt if spec["generator"]["kind"] == "log" else None
         clocks = generators.item_clocks(start, end, int(spec["interval"]), phase, jitter)
+        if "outage" in host:  # unreachable: no item of the host gets a value
+            o = host["outage"]
+            hh, mm = (int(x) for x in o["start_utc"].split(":"))
+            clocks = clocks[~generators.outage_mask(clocks, o["slot"], len(o["hosts"]), int(o["per_day"]),
+                                                    hh * 3600 + mm * 60, int(o["minutes"]))]
         columns = generators.generate(spec, clocks, param_rng, noise_rng, host=host["host"],
                                       market_weight=host["market_weight"])
         columns.update(itemid=np.full(clocks.size, itemids[spec["key"]], dtype=np.int64), clock=clocks,
@@ -208,6 +229,44 @@ def seeded_coverage(settings: Settings, hosts: list[str], key: str = "system.cpu
         return cur.fetchone()
 
 
+def incident_lines(fleet: dict, days: list[dt.date]) -> list[str]:
+    """What SYNTHETIC trouble the fleet file puts into these UTC days (see "incidents")."""
+    incidents = fleet.get("incidents", {})
+    lines = []
+    outage = incidents.get("outage")
+    if outage:
+        hh, mm = (int(x) for x in outage["start_utc"].split(":"))
+        for day in days:
+            noon = int(dt.datetime.combine(day, dt.time(hh, mm), tzinfo=dt.timezone.utc).timestamp())
+            down = [h for slot, h in enumerate(outage["hosts"])
+                    if generators.outage_mask(np.array([noon]), slot, len(outage["hosts"]), int(outage["per_day"]),
+                                              hh * 3600 + mm * 60, int(outage["minutes"]))[0]]
+            lines.append(f"SYNTHETIC outage {day} {outage['start_utc']}Z +{outage['minutes']} min: {', '.join(down)}")
+    disk = incidents.get("disk_fill")
+    if disk:
+        lines.append(f"SYNTHETIC disk filling up: /data on {', '.join(disk['hosts'])} (62% free at 00:00Z, 2% by midnight)")
+    return lines
+
+
+def incidents_in_history(settings: Settings, fleet: dict, day: dt.date) -> bool:
+    """Whether the seeded history of `day` has the fleet's outage (no rows of the hosts down that
+    day inside the outage window): a fleet re-seeded from another fleet file would not."""
+    outage = fleet.get("incidents", {}).get("outage")
+    if not outage:
+        return True
+    hh, mm = (int(x) for x in outage["start_utc"].split(":"))
+    start = int(dt.datetime.combine(day, dt.time(hh, mm), tzinfo=dt.timezone.utc).timestamp())
+    end = start + 60 * int(outage["minutes"])
+    down = [h for slot, h in enumerate(outage["hosts"])
+            if generators.outage_mask(np.array([start]), slot, len(outage["hosts"]), int(outage["per_day"]),
+                                      hh * 3600 + mm * 60, int(outage["minutes"]))[0]]
+    with writer_connection(settings) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM hosts h JOIN items i ON i.hostid = h.hostid JOIN history hi "
+                    "ON hi.itemid = i.itemid WHERE h.host = ANY(%s) AND hi.clock >= %s AND hi.clock < %s",
+                    (down, start, end))
+        return cur.fetchone()[0] == 0
+
+
 def run_demo(settings: Settings) -> list[str]:
     """Seed the default fleet unless it already covers the recent window (the last DEFAULT_DAYS
     up to 15 minutes ago); return summary lines."""
@@ -215,8 +274,19 @@ def run_demo(settings: Settings) -> list[str]:
     names = [h["host"] for h in planned]
     start, end = seed_window(DEFAULT_DAYS)
     covered, first, last = seeded_coverage(settings, names)
-    if covered == len(names) and first is not None and first <= start + 60 and last >= end - 900:
+    today = dt.datetime.fromtimestamp(end, dt.timezone.utc).date()
+    story = incident_lines(load_fleet(), [today - dt.timedelta(days=1), today])
+    # A changed fleet file (new incidents, generators) must reach the history even when it is covered.
+    import hashlib
+
+    stamp = settings.home / "state" / "demo_fleet.sha256"
+    digest = hashlib.sha256(FLEET_FILE.read_bytes()).hexdigest()
+    same_fleet = (stamp.is_file() and stamp.read_text().strip() == digest
+                  and incidents_in_history(settings, load_fleet(), today - dt.timedelta(days=1)))
+    if same_fleet and covered == len(names) and first is not None and first <= start + 60 and last >= end - 900:
         return [f"demo fleet already seeded: {covered} hosts, history up to "
-                f"{dt.datetime.fromtimestamp(last, dt.timezone.utc):%Y-%m-%dT%H:%MZ}; nothing to do"]
+                f"{dt.datetime.fromtimestamp(last, dt.timezone.utc):%Y-%m-%dT%H:%MZ}; nothing to do"] + story
     result = seed_fleet(settings, DEFAULT_HOSTS, DEFAULT_DAYS, seed=DEFAULT_SEED)
-    return result.lines()
+    stamp.parent.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(digest + "\n")
+    return result.lines() + story

@@ -108,6 +108,16 @@ def nanoseconds(clocks: np.ndarray, salt: int) -> np.ndarray:
     return (_mix(clocks, salt) % np.uint64(999_999_999)).astype(np.int64) + 1
 
 
+def outage_mask(clocks: np.ndarray, slot: int, hosts: int, per_day: int, start_s: int, minutes: int) -> np.ndarray:
+    """True where a host of a rotating outage is down: every UTC day `per_day` of the `hosts`
+    outage hosts (by slot, rotating day by day) send nothing from start_s (seconds after 00:00 UTC)
+    for `minutes`. A function of absolute time, like the counters: re-seeding lines up."""
+    day = (clocks - EPOCH0) // DAY
+    down_today = ((slot - day * per_day) % hosts) < per_day
+    second = (clocks - EPOCH0) % DAY
+    return down_today & (second >= start_s) & (second < start_s + minutes * 60)
+
+
 # -- numeric shapes -------------------------------------------------------------
 def diurnal(clocks, noise_rng, market_weight=1.0, base=0.0, business=0.0, market=0.0, noise=0.0):
     return (base + business * business_activity(clocks) + market * market_weight * market_open(clocks)
@@ -163,7 +173,8 @@ def generate(spec: dict, clocks: np.ndarray, param_rng: np.random.Generator, noi
                              gen.get("min"), gen.get("max"))
     elif kind == "linear":
         values = linear(clocks, noise_rng, draw(param_rng, gen["start"]), draw(param_rng, gen["per_day"]),
-                        float(gen.get("cycle_days", 90)), draw(param_rng, [0, gen.get("cycle_days", 90)]),
+                        float(gen.get("cycle_days", 90)),
+                        draw(param_rng, gen.get("phase_days", [0, gen.get("cycle_days", 90)])),
                         float(gen.get("noise", 0)))
     elif kind == "counter":
         values = counter(clocks, draw(param_rng, [0, 1e9]), draw(param_rng, gen["rate"]), float(gen["swing"]))

@@ -19,8 +19,10 @@ from etl.services.base import Service, wait_until
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ZABBIX_SQL_DIR = Path("/usr/share/zabbix-server-pgsql")
 ZABBIX_SQL_FILES = ("schema.sql.gz", "images.sql.gz", "data.sql.gz")
+# zabbix_sender comes with zabbix-agent (`zabbix-sender` is only a virtual package there, which
+# dpkg-query never reports as installed).
 APT_PACKAGES = ("postgresql", "zabbix-server-pgsql", "zabbix-frontend-php", "php-pgsql", "php-cli",
-                "zabbix-sender", "zabbix-agent")
+                "zabbix-agent")
 OS_USER = "postgres"
 
 # (role, password, database it owns or None). Local stack only; real deployments bring their own.
@@ -165,9 +167,10 @@ class Postgres(Service):
 
     # -- provisioning ------------------------------------------------------
     def psql(self, sql: str, db: str = "postgres", what: str = "psql") -> str:
-        """Run SQL as the superuser over our own unix socket; output unaligned, tuples only."""
+        """Run SQL as the superuser over our own unix socket; output unaligned, tuples only. The SQL
+        goes in on stdin, not as -c: CREATE ROLE ... PASSWORD would otherwise be in the process list."""
         return self._pg("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
-                        "-p", str(self.settings.pg_port), "-d", db, "-c", sql, what=what)
+                        "-p", str(self.settings.pg_port), "-d", db, what=what, input=sql)
 
     def _provision(self) -> None:
         for role, password, db in ROLES:

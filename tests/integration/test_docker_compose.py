@@ -90,10 +90,16 @@ def test_pinned_versions(stack):
 def test_monetl_connections_wired(stack):
     env = stack["services"]["airflow-worker"]["environment"]
     es = json.loads(env["AIRFLOW_CONN_MONETL_ELASTICSEARCH"])
-    assert (es["host"], es["port"], es["password"]) == ("elasticsearch", 9200, "CHANGE-ME-elastic")
+    # monetl's own least-privilege user, never the `elastic` superuser.
+    assert (es["host"], es["port"], es["login"], es["password"]) == ("elasticsearch", 9200, "monetl",
+                                                                     "CHANGE-ME-monetl-es")
+    assert env["MONETL_ES_USER"] == "monetl" and env["MONETL_ES_PASSWORD"] == "CHANGE-ME-monetl-es"
     zbx = json.loads(env["AIRFLOW_CONN_MONETL_ZABBIX"])
     assert zbx["host"] == "zabbix-web" and zbx["extra"]["path"] == "/api_jsonrpc.php"
-    assert "zabbix-postgres:5432/zabbix" in json.loads(env["AIRFLOW_CONN_MONETL_ZABBIX_DB"])["extra"]["url"]
+    # Extraction through the read-only role, never the Zabbix database owner.
+    db_url = json.loads(env["AIRFLOW_CONN_MONETL_ZABBIX_DB"])["extra"]["url"]
+    assert db_url.startswith("postgresql+psycopg2://monetl_ro:") and "zabbix-postgres:5432/zabbix" in db_url
+    assert env["MONETL_ZABBIX_DB_URL"].startswith("postgresql+psycopg2://monetl_ro:")
     assert "AIRFLOW_CONN_MONETL_KCMM_DB" in env
     assert env["MONETL_LAKE_URL"].startswith("webhdfs://hdfs-namenode:9870/")
 
@@ -112,3 +118,33 @@ def test_env_example_holds_no_real_secrets():
             key, value = line.split("=", 1)
             if any(word in key for word in ("PASSWORD", "SECRET", "FERNET")):
                 assert value.startswith("CHANGE-ME"), f"{key} in .env.example must be a placeholder"
+
+
+def test_roles_are_created_by_init_jobs_the_pipeline_waits_for(stack):
+    services = stack["services"]
+    es_init, db_init = services["es-init"], services["zabbix-db-init"]
+    assert _is_init(es_init) and _is_init(db_init)
+    es_script = " ".join(es_init["command"])
+    assert "_security/role/monetl_app" in es_script and '"manage_index_templates"' in es_script
+    assert "\"names\": [\"$${MONETL_ES_INDEX_PREFIX}-*\"]" in es_script
+    assert "superuser" not in es_script and '"all"' not in es_script
+    db_script = " ".join(db_init["command"])
+    assert "GRANT SELECT ON ALL TABLES IN SCHEMA public TO monetl_ro" in db_script
+    assert "default_transaction_read_only = on" in db_script
+    for name in ("airflow-scheduler", "airflow-worker"):
+        deps = services[name]["depends_on"]
+        assert deps["es-init"]["condition"] == deps["zabbix-db-init"]["condition"] == "service_completed_successfully"
+
+
+def test_no_secret_on_a_command_line(stack):
+    """Passwords reach programs through the environment, stdin or 0600 files, never argv
+    (visible to every local user in /proc/*/cmdline): no --password, no curl -u user:pass."""
+    for name, service in stack["services"].items():
+        parts = []
+        for key in ("command", "entrypoint"):
+            value = service.get(key) or []
+            parts += value if isinstance(value, list) else [value]
+        parts += (service.get("healthcheck") or {}).get("test") or []
+        text = " ".join(str(p) for p in parts)
+        assert "--password" not in text, name
+        assert " -u " not in text and "--user " not in text, name

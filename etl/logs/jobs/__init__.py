@@ -109,18 +109,37 @@ def days_with_data(es, prefix: str, datasets: list[str]) -> list[dt.date]:
 
 
 def run_demo(settings: Settings) -> list[str]:
-    """Run the three jobs over each UTC day that the loaded samples cover; summarise the findings."""
+    """Run the three jobs over the loaded logs: each report day (yesterday, today UTC) as its own
+    day window, as the DAGs' windows fall; the years-old real samples in one window per job (one
+    window per old day would spend minutes on days nobody reports on). Findings go to the index
+    per window and to the lake in one publish step per job."""
+    from etl.console import Steps
+    from etl.logs import findings as store
+    from etl.logs.load import demo_report_days
     from etl.search.client import es_client
 
     es = es_client(settings)
+    first_report_day = demo_report_days()[0]
     lines = []
     for job in JOBS:
         days = days_with_data(es, settings.es_index_prefix, job_datasets(job))
+        if not days:
+            lines.append(f"{job}: no loaded log data for its datasets")
+            continue
+        old = [d for d in days if d < first_report_day]
+        windows = ([Window(Window.day(old[0]).start, Window.day(old[-1]).end)] if old else []) + \
+            [Window.day(d) for d in days if d >= first_report_day]
         by_rule: Counter = Counter()
         sources: Counter = Counter()
+        current: Counter = Counter()
         metric_rows = requests = breaches = 0
-        for day in days:
-            result = run_job(settings, job, Window.day(day), es=es)
+        results = []
+        progress = Steps(job, len(windows))
+        for window in windows:
+            progress.step(str(window))
+            result = analyse(es, settings, job, window)
+            store.index_findings(es, settings.es_index_prefix, result.findings)
+            results.append(result)
             metric_rows += len(result.metrics)
             for part in result.stats.values() if job == "trade_perf" else []:
                 requests += part["requests"]
@@ -128,17 +147,21 @@ def run_demo(settings: Settings) -> list[str]:
             for f in result.findings:
                 by_rule[(f.rule, f.severity)] += 1
                 sources[f.source] += 1
-        if not days:
-            lines.append(f"{job}: no loaded log data for its datasets")
-            continue
+                if window.start.date() >= first_report_day:
+                    current[f.severity] += 1
+        paths = store.write_lake_many(settings, results)
+        progress.close()
         rules_text = ", ".join(f"{rule}/{sev} {n}" for (rule, sev), n in sorted(by_rule.items())) or "none"
         top = ", ".join(f"{src} ({n})" for src, n in sources.most_common(3)) or "-"
         extra = ""
         if job == "trade_perf":
-            extra = (f"; {requests} requests, {breaches} over SLA, {metric_rows} metric rows "
-                     f"(per minute x type x channel, per window x type x branch x channel)")
-        lines.append(f"{job}: {len(days)} day(s) {days[0]}..{days[-1]}, {sum(by_rule.values())} findings "
-                     f"[{rules_text}]; top sources {top}{extra}")
+            extra = f"; {requests:,} requests, {breaches:,} over SLA, {metric_rows:,} metric rows"
+        span = f"{len(old)} old sample day(s) {old[0]}..{old[-1]} in one window, " if old else ""
+        lines.append(f"{job}: {span}{len(windows) - bool(old)} report day(s); {sum(by_rule.values())} findings "
+                     f"[{rules_text}]; top sources {top}{extra}; {len(paths)} lake partition(s)")
+        if current:
+            lines.append(f"  report days: {sum(current.values())} findings ("
+                         + ", ".join(f"{sev} {n}" for sev, n in sorted(current.items())) + ")")
     lines.append(f"findings in Elasticsearch index {settings.es_index_prefix}-findings and lake "
                  f"{settings.lake_url}/findings/job=<job>/date=<day>/")
     return lines
