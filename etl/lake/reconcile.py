@@ -24,7 +24,9 @@ BUCKET = dt.timedelta(hours=1)
 def _buckets(report) -> dict[str, dict[str, int]]:
     out = {}
     for b in report.buckets:
-        out[str(int(b.start.timestamp()))] = {"source": int(b.source_count), "missing": int(b.missing)}
+        # Points this store quarantined as bad data are accounted for, not expected in the lake.
+        out[str(int(b.start.timestamp()))] = {"source": int(b.source_count), "missing": int(b.missing),
+                                              "quarantined": int(getattr(b, "quarantined", 0))}
     return out
 
 
@@ -45,6 +47,7 @@ def reconcile_day(settings: Settings, source: str, day: dt.date, *, mode: str | 
         "missing_before": sum(b.missing for b in before.buckets),
         "backfilled": sum(s.points_loaded for s in summaries),
         "missing_after": sum(b.missing for b in after.buckets),
+        "quarantined": sum(int(getattr(b, "quarantined", 0)) for b in after.buckets),
         "buckets": _buckets(after),
     }
     log.info("reconciled %s %s: source %d points, %d missing, %d backfilled, %d still missing",
@@ -55,13 +58,13 @@ def reconcile_day(settings: Settings, source: str, day: dt.date, *, mode: str | 
 
 def shortfalls(record: dict, lake_buckets: dict[int, int]) -> list[str]:
     """Buckets where the lake holds fewer points than the store held after reconciliation
-    (source - still missing); empty when the day is complete."""
+    (source - quarantined - still missing); empty when the day is complete."""
     problems = []
     for start, counts in sorted((record.get("buckets") or {}).items(), key=lambda kv: int(kv[0])):
-        expected = counts["source"] - counts["missing"]
+        expected = counts["source"] - counts.get("quarantined", 0) - counts["missing"]
         have = lake_buckets.get(int(start), 0)
         if have < expected:
             when = dt.datetime.fromtimestamp(int(start), dt.timezone.utc)
             problems.append(f"{when:%Y-%m-%dT%H:%MZ}: lake {have}, source {counts['source']} "
-                            f"({counts['missing']} known missing)")
+                            f"({counts.get('quarantined', 0)} quarantined, {counts['missing']} known missing)")
     return problems
