@@ -76,6 +76,9 @@ class Settings:
     zabbix_password: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_PASSWORD", "zabbix")))
     zabbix_token: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_TOKEN")))
     zabbix_db_url: Secret = field(default_factory=lambda: Secret(_env("ZABBIX_DB_URL", "")))
+    # Items the local Zabbix server is sized for (its CacheSize and other caches derive from it);
+    # the design scale is 2,000 hosts x 50 items.
+    zabbix_fleet_items: int = field(default_factory=lambda: _env_int("ZABBIX_FLEET_ITEMS", 100_000))
 
     # KCMM: its database (SQLAlchemy URL) and/or the folder its CSV exports are dropped into.
     kcmm_db_url: Secret = field(default_factory=lambda: Secret(_env("KCMM_DB_URL", "")))
