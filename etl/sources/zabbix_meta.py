@@ -3,7 +3,12 @@ identically: groups sorted by name, item tags then host tags each sorted by (tag
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from etl.sources.base import ItemCatalog, ItemMeta
@@ -76,3 +81,40 @@ def catalog_from_db(item_rows: Iterable[Mapping], group_rows: Iterable[Mapping],
                       "units": row["units"], "value_type": row["value_type"], "history": row["history"],
                       "trends": row["trends"], "tags": item_tags.get(int(row["itemid"]), [])})
     return catalog_from_api(hosts.values(), items, "groups", global_history, global_trends)
+
+
+class CatalogCache:
+    """The item.get answer of one API scope, kept in a JSON file for `ttl` seconds, so a 5-minute
+    run does not re-read 100,000 items. An entry is used only while the source's cheap
+    fingerprint (item count and highest itemid of the scope) is unchanged: a new, deleted or
+    re-created item forces a reload. Hosts (names, groups, tags) are always read fresh; item
+    renames and tag edits show within `ttl`."""
+
+    VERSION = 1
+
+    def __init__(self, path, ttl: float, now=None):
+        self.path = Path(path)
+        self.ttl = float(ttl)
+        self._now = now or time.time
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+    def load(self, fingerprint) -> list[dict] | None:
+        try:
+            entry = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if (not isinstance(entry, dict) or entry.get("version") != self.VERSION
+                or entry.get("fingerprint") != list(fingerprint)
+                or not 0 <= self._now() - float(entry.get("saved_at", 0)) < self.ttl):
+            return None
+        return entry.get("items")
+
+    def save(self, fingerprint, items: list[dict]) -> None:
+        entry = {"version": self.VERSION, "saved_at": self._now(), "fingerprint": list(fingerprint), "items": items}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)  # readers see the old entry or the new one, never half of one
