@@ -37,22 +37,32 @@ def catalog_from_api(hosts: Iterable[Mapping], items: Iterable[Mapping], groups_
                      ) -> tuple[ItemCatalog, dict[int, Retention]]:
     """host.get + item.get answers -> catalog and per-item retention. global_* are the
     housekeeping overrides (hk_history/hk_trends) when enabled, which beat the item's own setting."""
-    by_hostid = {str(h["hostid"]): h for h in hosts}
+    # Per host once (not per item): a 100,000-item catalog has only ~2,000 hosts.
+    by_hostid = {str(h["hostid"]): (h["host"], h.get("name") or None,
+                                    tuple(sorted(g["name"] for g in h.get(groups_key) or [])), _tags(h.get("tags")))
+                 for h in hosts}
+    periods: dict = {}
+
+    def period(text):
+        if text not in periods:
+            periods[text] = parse_period(text)
+        return periods[text]
+
     metas, retention = [], {}
     for item in items:
         value_type = int(item["value_type"])
         host = by_hostid.get(str(item["hostid"]))
         if host is None or value_type not in VALUE_TYPES:
             continue
+        host_tech, host_name, host_groups, host_tags = host
         meta = ItemMeta(
-            itemid=int(item["itemid"]), host=host["host"], key=item["key_"], value_type=value_type,
-            host_name=host.get("name") or None,
-            host_groups=tuple(sorted(g["name"] for g in host.get(groups_key) or [])),
+            itemid=int(item["itemid"]), host=host_tech, key=item["key_"], value_type=value_type,
+            host_name=host_name, host_groups=host_groups,
             item_name=item.get("name") or None, units=item.get("units") or None,
-            tags=tuple(_tags(item.get("tags")) + _tags(host.get("tags"))))
+            tags=tuple(_tags(item.get("tags")) + host_tags))
         metas.append(meta)
-        retention[meta.itemid] = Retention(parse_period(global_history or item.get("history")),
-                                           parse_period(global_trends or item.get("trends")))
+        retention[meta.itemid] = Retention(period(global_history or item.get("history")),
+                                           period(global_trends or item.get("trends")))
     return ItemCatalog("zabbix", metas), retention
 
 
