@@ -85,6 +85,11 @@ class Settings:
     db_connect_timeout_seconds: int = field(default_factory=lambda: _env_int("DB_CONNECT_TIMEOUT_SECONDS", 10))
     db_statement_timeout_seconds: int = field(default_factory=lambda: _env_int("DB_STATEMENT_TIMEOUT_SECONDS", 900))
     hdfs_timeout_seconds: int = field(default_factory=lambda: _env_int("HDFS_TIMEOUT_SECONDS", 120))
+    # Items the local Zabbix server is sized for (its CacheSize and other caches derive from it);
+    # the design scale is 2,000 hosts x 50 items.
+    zabbix_fleet_items: int = field(default_factory=lambda: _env_int("ZABBIX_FLEET_ITEMS", 100_000))
+    # Seconds the API mode reuses its item catalog (MONETL_HOME/state); 0 reads it on every run.
+    zabbix_catalog_ttl: int = field(default_factory=lambda: _env_int("ZABBIX_CATALOG_TTL", 3600))
 
     # KCMM: its database (SQLAlchemy URL) and/or the folder its CSV exports are dropped into.
     kcmm_db_url: Secret = field(default_factory=lambda: Secret(_env("KCMM_DB_URL", "")))

@@ -13,10 +13,14 @@ Run ids are deterministic per source and window, e.g.
 `zabbix:2026-11-25T00:00:00Z/2026-11-25T00:05:00Z` (the window asked for, not the widened
 extraction window): retries of one Airflow run and a manual re-run of the same window share it,
 so the quarantine file of a window is one file whatever the attempt. A point's `run_id` field names
-the last run that wrote it (an overlapped point belongs to the later run).
+the run that wrote it.
 
 Extraction is widened backwards by `overlap` (default 10 min): a value Zabbix receives late (proxy
-buffer, agent reconnect) for a window already loaded is picked up by the next run."""
+buffer, agent reconnect) for a window already loaded is picked up by the next run. Overlap points
+go as bulk `create`, so those already stored are answered 409 and counted (`already_stored`)
+instead of being rewritten: a run writes about its new points only, and the day index gathers no
+deleted documents. The window's own points (and backfill, replay) use `index`, so a re-run after a
+fix still overwrites changed values."""
 
 from __future__ import annotations
 
@@ -65,6 +69,7 @@ class Summary:
     quarantined: dict[str, int] = field(default_factory=dict)   # validation + load, per value type
     quarantined_at_source: int = 0                              # records the source could not convert
     load_failures: int = 0                                      # documents Elasticsearch refused
+    already_stored: int = 0                                     # overlap points found stored (not rewritten)
     reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
     indices: list[str] = field(default_factory=list)
@@ -101,6 +106,8 @@ class Summary:
         rate = self.points_loaded / self.seconds if self.seconds else 0.0
         text = (f"{self.source}/{self.mode} {self.window}: read {self.points_read}, loaded {self.points_loaded}, "
                 f"quarantined {self.points_quarantined} in {self.seconds:.1f}s ({rate:,.0f} points/s)")
+        if self.already_stored:
+            text += f"; {self.already_stored} overlap points were already stored"
         if self.quarantine_path:
             text += f"; quarantine {self.quarantine_path}"
         return text
@@ -187,7 +194,7 @@ WORK_ROWS = 10_000
 
 
 def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, prefix: str,
-                           sampler: quality.GESampler | None, depth: int = 1):
+                           sampler: quality.GESampler | None, depth: int = 1, create_before_ns: int | None = None):
     """Extract, validate and build documents in a thread while the caller bulk-loads: extraction waits
     on the source, bulk on Elasticsearch, so the two overlap. A bounded queue keeps memory flat."""
     from etl.search.load import documents
@@ -213,7 +220,10 @@ def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, pr
                     checked = quality.check(raw, window)
                     if sampler is not None:
                         sampler.offer(raw, checked.failed)
-                    put(_Prepared(checked.good, checked, raw, documents(checked.good, prefix)))
+                    docs = documents(checked.good, prefix)
+                    if create_before_ns is not None:
+                        docs.create_before(checked.good, create_before_ns)
+                    put(_Prepared(checked.good, checked, raw, docs))
                 del source_batch
             if sampler is not None:
                 sampler.finish()
@@ -292,7 +302,10 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
     shared = _SharedQuarantine(quarantine, point_source.name)
     try:
         batches = point_source.extract(extraction, run_id, shared)
-        for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler):
+        # The overlap only adds what is missing (late values): points already stored are not rewritten.
+        create_before = window.start_ns if extraction.start_ns < window.start_ns else None
+        for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler,
+                                               create_before_ns=create_before):
             raw, checked = prepared.raw, prepared.checked
             read += _by_type(raw)
             _quarantine_rows(shared, raw, checked.bad_rows, checked.reasons, "validate")
@@ -307,6 +320,7 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
                 summary.load_failures += len(failed_rows)
             loaded += _by_type(prepared.batch) - (_by_type(prepared.batch.take(pa.array(failed_rows, type=pa.int64())))
                                                   if failed_rows else Counter())
+            summary.already_stored += result.existing
             meter.update(loaded=result.loaded, quarantined=len(failed_rows))
         # Two-phase sources (kcmm/csv) record their input as consumed only now that every bulk
         # request was acknowledged; on any failure above they forget it and re-read next time.

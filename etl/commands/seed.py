@@ -1,4 +1,4 @@
-"""monetl seed [--hosts N] [--days D] [--end ISO] [--seed S] [--prefix P]: the demo fleet in Zabbix."""
+"""monetl seed [--hosts N] [--items N] [--days D] [--end ISO] [--seed S] [--prefix P]: the demo fleet in Zabbix."""
 
 from __future__ import annotations
 
@@ -6,6 +6,9 @@ from __future__ import annotations
 def register(sub) -> None:
     p = sub.add_parser("seed", help="create the demo fleet in the local Zabbix (hosts, items, history, trends)")
     p.add_argument("--hosts", type=int, default=50, help="number of hosts (default 50)")
+    p.add_argument("--items", type=int, default=None,
+                   help="items per host (default: the fleet's 20; more adds per-CPU/interface/volume/worker "
+                        "variants in a Linux template's type mix; 2000 x 50 is the design scale)")
     p.add_argument("--days", type=float, default=2.0, help="days of 1-minute history up to --end (default 2)")
     p.add_argument("--end", help="end of the history, ISO 8601 UTC (default: now, rounded down to the minute)")
     p.add_argument("--seed", type=int, default=1, help="random seed: same seed, same values (default 1)")
@@ -28,7 +31,7 @@ def run(args) -> int:
     fleet = load_fleet(Path(args.fleet)) if args.fleet else None
     services.ensure("zabbix", settings)  # no-op when already up
     result = seed_fleet(settings, hosts=args.hosts, days=args.days, end=args.end, seed=args.seed,
-                        prefix=args.prefix, fleet=fleet)
+                        prefix=args.prefix, fleet=fleet, items_per_host=args.items)
     for line in result.lines():
         print(line)
     history_rows = sum(v for k, v in result.rows.items() if k.startswith("history"))

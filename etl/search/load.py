@@ -72,14 +72,27 @@ class Documents:
     ids: list[str]
     indices: list[str]
     sources: list[str]  # JSON text of each document
+    # Rows sent as `create` (re-read overlap): an id already stored answers 409 and is counted as
+    # already stored, so re-reading never rewrites (a delete + insert to merge away). None: all `index`.
+    create: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
+    def create_before(self, batch: pa.RecordBatch, before_ns: int) -> "Documents":
+        """Send the points older than `before_ns` (epoch ns) as `create`; the rest stay `index`."""
+        if len(self) and batch.num_rows == len(self):
+            at = pc.add(pc.multiply(pc.cast(batch.column("clock"), pa.int64()), 1_000_000_000),
+                        pc.cast(batch.column("ns"), pa.int64()))
+            self.create = pc.less(at, before_ns).to_pylist()
+        return self
+
     def actions(self):
         """(action, source) pairs for streaming_bulk with `as_is`; the action is a dict, small."""
-        for _id, index, source in zip(self.ids, self.indices, self.sources):
-            yield {"index": {"_index": index, "_id": _id}}, source
+        ops = self.create or ()
+        for row, (_id, index, source) in enumerate(zip(self.ids, self.indices, self.sources)):
+            op = "create" if row < len(ops) and ops[row] else "index"
+            yield {op: {"_index": index, "_id": _id}}, source
 
 
 def documents(batch: pa.RecordBatch, prefix: str) -> Documents:
@@ -103,7 +116,8 @@ def as_is(action):
 
 @dataclass
 class LoadResult:
-    loaded: int = 0
+    loaded: int = 0             # stored by this request or already stored (existing counts in too)
+    existing: int = 0           # `create` answered 409: the same point id was already stored
     failed: dict[int, str] = field(default_factory=dict)  # row of the batch -> reason
     chunks: int = 0
 
@@ -147,6 +161,9 @@ def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, ma
                                        initial_backoff=1, max_backoff=60, yield_ok=True):
             if ok:
                 result.loaded += 1
+            elif "create" in item and item["create"].get("status") == 409:
+                result.loaded += 1
+                result.existing += 1
             else:
                 (detail,) = item.values()
                 if row_of is None:

@@ -58,7 +58,33 @@ def host_counts(shares: list[float], total: int) -> list[int]:
     return counts.tolist()
 
 
-def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
+def host_items(fleet: dict, group: str, items_per_host: int | None = None) -> list[dict]:
+    """The item specs of a host in `group`: the base items plus the group's own, cut to
+    items_per_host when fewer, or extended by the fleet's extra_items variants (round r fills
+    {n} = r) when more. None keeps the base set."""
+    items = [*fleet["items"], *fleet.get("group_items", {}).get(group, [])]
+    if items_per_host is None:
+        return items
+    if items_per_host < 1:
+        raise ConfigError(f"--items must be at least 1, got {items_per_host}")
+    if items_per_host <= len(items):
+        return items[:items_per_host]
+    variants = fleet.get("extra_items") or []
+    if not variants:
+        raise ConfigError(f"--items {items_per_host}: the fleet has only {len(items)} items a host and no extra_items")
+    by_key = {i["key"]: i for i in [*fleet["items"], *(i for g in fleet.get("group_items", {}).values() for i in g)]}
+    out, n = list(items), 0
+    while len(out) < items_per_host:
+        variant = variants[n % len(variants)]
+        rnd = n // len(variants) + 1
+        base = by_key[variant["like"]]
+        out.append({**base, **{k: v for k, v in variant.items() if k != "like"},
+                    "key": variant["key"].format(n=rnd), "name": variant.get("name", base["name"]).format(n=rnd)})
+        n += 1
+    return out
+
+
+def plan_hosts(fleet: dict, hosts: int, prefix: str = "", items_per_host: int | None = None) -> list[dict]:
     """Host specs: host (technical name), name (visible, may be Chinese), group, groups, tags,
     market_weight and the item specs. A prefix keeps test fleets apart from the demo fleet; it
     goes on the visible name too because Zabbix wants those unique as well."""
@@ -69,9 +95,9 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
     # Test fleets (a prefix) get no incidents: their row counts stay exact.
     incidents = {} if prefix else fleet.get("incidents", {})
     for group, count in zip(fleet["groups"], counts):
+        items = host_items(fleet, group["name"], items_per_host)
         for n in range(1, count + 1):
-            items = [*fleet["items"], *fleet.get("group_items", {}).get(group["name"], [])]
-            items = _with_incidents(items, group["host"].format(n=n), incidents)
+            own_items = _with_incidents(items, group["host"].format(n=n), incidents)
             planned.append({
                 "host": prefix + group["host"].format(n=n),
                 "name": prefix + group["visible"].format(n=n),
@@ -80,7 +106,7 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "") -> list[dict]:
                 "tags": {**fleet.get("host_tags", {}), **group.get("tags", {})},
                 "market_weight": float(group.get("market_weight", 1.0)),
                 "items": [{**i, "history": fleet.get("history", "90d"), "trends": fleet.get("trends", "365d")}
-                          for i in items],
+                          for i in own_items],
             })
             outage = incidents.get("outage", {})
             if group["host"].format(n=n) in outage.get("hosts", []):
@@ -172,13 +198,18 @@ class SeedResult:
         ]
 
 
+# Hosts generated and COPYed at a time: memory stays flat (a chunk of 100 x 50 items x 3 h is
+# ~1M rows) whatever the fleet size.
+HOST_CHUNK = 100
+
+
 def seed_fleet(settings: Settings, hosts: int = DEFAULT_HOSTS, days: float = DEFAULT_DAYS,
                end: dt.datetime | str | int | None = None, seed: int = DEFAULT_SEED, prefix: str = "",
-               fleet: dict | None = None) -> SeedResult:
+               fleet: dict | None = None, items_per_host: int | None = None) -> SeedResult:
     """Create/update the fleet's hosts and items, then replace their history in [end - days, end)
     and rebuild the trends of the touched hours, in one database transaction."""
     fleet = fleet or load_fleet()
-    planned = plan_hosts(fleet, hosts, prefix)
+    planned = plan_hosts(fleet, hosts, prefix, items_per_host)
     start, end_s = seed_window(days, end)
     result = SeedResult(hosts=[h["host"] for h in planned], items=0, start=start, end=end_s)
 
@@ -193,30 +224,41 @@ def seed_fleet(settings: Settings, hosts: int = DEFAULT_HOSTS, days: float = DEF
     result.items = len(ids)
     result.seconds["api"] = time.monotonic() - t0
 
-    t0 = time.monotonic()
-    parts: dict[int, list[dict]] = {}
     itemids_by_type: dict[int, list[int]] = {}
     for host in planned:
         hostid = hostids[host["host"]]
-        itemids = {spec["key"]: int(ids[(hostid, spec["key"])]) for spec in host["items"]}
         for spec in host["items"]:
-            itemids_by_type.setdefault(int(spec["value_type"]), []).append(itemids[spec["key"]])
-        for value_type, columns in host_rows(host, itemids, start, end_s, seed).items():
-            parts.setdefault(value_type, []).extend(columns)
-    tables = {vt: to_arrow(vt, p) for vt, p in parts.items()}
-    result.seconds["generate"] = time.monotonic() - t0
-
-    t0 = time.monotonic()
+            itemids_by_type.setdefault(int(spec["value_type"]), []).append(int(ids[(hostid, spec["key"])]))
+    result.seconds["generate"] = result.seconds["database"] = 0.0
     with writer_connection(settings) as conn:
+        t0 = time.monotonic()
         for value_type in sorted(itemids_by_type):
             table_name = HISTORY_TABLES[value_type]
             result.replaced[table_name] = delete_history(conn, value_type, itemids_by_type[value_type], start, end_s)
-            result.rows[table_name] = insert_history(conn, value_type, tables[value_type]) if value_type in tables else 0
+            result.rows.setdefault(table_name, 0)
+        result.seconds["database"] += time.monotonic() - t0
+        for first in range(0, len(planned), HOST_CHUNK):
+            t0 = time.monotonic()
+            parts: dict[int, list[dict]] = {}
+            for host in planned[first:first + HOST_CHUNK]:
+                hostid = hostids[host["host"]]
+                itemids = {spec["key"]: int(ids[(hostid, spec["key"])]) for spec in host["items"]}
+                for value_type, columns in host_rows(host, itemids, start, end_s, seed).items():
+                    parts.setdefault(value_type, []).extend(columns)
+            tables = {vt: to_arrow(vt, p) for vt, p in parts.items()}
+            del parts
+            t1 = time.monotonic()
+            result.seconds["generate"] += t1 - t0
+            for value_type, table in tables.items():
+                result.rows[HISTORY_TABLES[value_type]] += insert_history(conn, value_type, table)
+            del tables
+            result.seconds["database"] += time.monotonic() - t1
+        t0 = time.monotonic()
         for value_type in sorted(TRENDS_TABLES):
             if value_type in itemids_by_type:
                 result.rows[TRENDS_TABLES[value_type]] = rebuild_trends(conn, value_type, itemids_by_type[value_type],
                                                                         start, end_s)
-    result.seconds["database"] = time.monotonic() - t0
+        result.seconds["database"] += time.monotonic() - t0
     return result
 
 

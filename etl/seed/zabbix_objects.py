@@ -15,6 +15,9 @@ from etl.errors import SourceError
 # Zabbix value_type codes (the same codes the point contract uses).
 FLOAT, CHAR, LOG, UINT, TEXT = 0, 1, 2, 3, 4
 ITEM_TYPE_TRAPPER = 2
+# API call sizes that stay well under the frontend's 128M PHP memory limit.
+HOST_BATCH = 500
+ITEM_GET_HOSTS = 100
 
 
 def zabbix_api(settings: Settings):
@@ -65,9 +68,10 @@ def ensure_hosts(api, hosts: list[dict]) -> dict[str, str]:
 
     ids = {name: h["hostid"] for name, h in current.items()}
     new = [body(h) for h in hosts if h["host"] not in current]
-    if new:
-        created = api.host.create(new)["hostids"]
-        ids.update(zip([h["host"] for h in new], created))
+    for first in range(0, len(new), HOST_BATCH):
+        chunk = new[first:first + HOST_BATCH]
+        created = api.host.create(chunk)["hostids"]
+        ids.update(zip([h["host"] for h in chunk], created))
     for spec in hosts:
         have = current.get(spec["host"])
         if have is None:
@@ -97,17 +101,19 @@ def item_body(spec: dict) -> dict:
     return body
 
 
-def ensure_items(api, hostid: str | None, items: list[dict], batch: int = 500) -> dict[tuple[str, str], str]:
+def ensure_items(api, hostid: str | None, items: list[dict], batch: int = 1000) -> dict[tuple[str, str], str]:
     """Trapper items -> {(hostid, key): itemid}. Each spec has key, name, value_type, units, tags
     and (when hostid is None) its own "hostid". Missing items are created in batches; items whose
     definition drifted are updated, so a re-run converges on the spec."""
     specs = [{**s, "hostid": s.get("hostid", hostid)} for s in items]
     hostids = sorted({s["hostid"] for s in specs})
     current = {}
-    for found in api.item.get(hostids=hostids, output=["itemid", "hostid", "key_", "name", "value_type", "units",
-                                                       "history", "trends", "type"],
-                              selectTags=["tag", "value"]):
-        current[(found["hostid"], found["key_"])] = found
+    # Paged by hosts: one item.get of a 100,000-item fleet with tags exceeds PHP's 128M.
+    for first in range(0, len(hostids), ITEM_GET_HOSTS):
+        for found in api.item.get(hostids=hostids[first:first + ITEM_GET_HOSTS],
+                                  output=["itemid", "hostid", "key_", "name", "value_type", "units",
+                                          "history", "trends", "type"], selectTags=["tag", "value"]):
+            current[(found["hostid"], found["key_"])] = found
     to_create, to_update, ids = [], [], {}
     for spec in specs:
         want = {**item_body(spec), "hostid": spec["hostid"]}
@@ -178,8 +184,10 @@ def delete_hosts(api, settings: Settings, hosts: Iterable[str]) -> int:
     if not found:
         return 0
     hostids = [h["hostid"] for h in found]
-    itemids = [int(i["itemid"]) for i in api.item.get(hostids=hostids, output=["itemid"])]
-    with writer_connection(settings) as conn:
-        delete_item_data(conn, itemids)
-    api.host.delete(*hostids)
+    for first in range(0, len(hostids), ITEM_GET_HOSTS):
+        chunk = hostids[first:first + ITEM_GET_HOSTS]
+        itemids = [int(i["itemid"]) for i in api.item.get(hostids=chunk, output=["itemid"])]
+        with writer_connection(settings) as conn:
+            delete_item_data(conn, itemids)
+        api.host.delete(*chunk)
     return len(hostids)

@@ -30,6 +30,34 @@ def _php_str(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
+MB = 1024 * 1024
+
+
+def _round_up_mb(size: int, step_mb: int, cap_mb: int = 2048) -> str:
+    """Rounded up to step_mb, at most cap_mb (the history/trend caches' 2G maximum in 6.0)."""
+    step = step_mb * MB
+    return f"{min(-(-size // step) * step_mb, cap_mb)}M"
+
+
+def server_cache_sizes(items: int) -> dict[str, str]:
+    """zabbix_server.conf cache sizes for a fleet of `items` items (hosts ~ items / 50).
+
+    The stock CacheSize (32M) holds the configuration of roughly 30,000 items: seeding 40,000 made
+    the server die with `__zbx_mem_malloc(): out of memory`. Per item (6.0, with tags and the
+    config cache's indexes) ~1.5 KB are measured in the wild; 2 KB leaves room for hosts, triggers
+    and growth. The history caches buffer about a minute of values (one per item) before the DB
+    syncers write them; trends hold one open hour per numeric item; the value cache serves
+    triggers and calculated items."""
+    items = max(int(items), 1)
+    return {
+        "CacheSize": _round_up_mb(64 * MB + items * 2048, 64, 64 * 1024),
+        "HistoryCacheSize": _round_up_mb(16 * MB + items * 512, 16),
+        "HistoryIndexCacheSize": _round_up_mb(4 * MB + items * 160, 4),
+        "TrendCacheSize": _round_up_mb(4 * MB + items * 256, 4),
+        "ValueCacheSize": _round_up_mb(8 * MB + items * 256, 8),
+    }
+
+
 class ZabbixFrontend(Service):
     """The API half of the Zabbix service: own pid and log file, started and stopped by Zabbix."""
 
@@ -116,6 +144,7 @@ class Zabbix(Service):
             "StartEscalators": 1,
             "StartTimers": 1,
             "Timeout": 4,
+            **server_cache_sizes(s.zabbix_fleet_items),
         }
         return "# written by monetl (etl/services/zabbix.py); regenerated on every start\n" + "".join(
             f"{k}={v}\n" for k, v in lines.items())

@@ -27,7 +27,7 @@ from etl.schema import LOG, NUMERIC_TYPES
 from etl.sources.base import HOURLY, MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_start, bucket_starts, rebatch
 from etl.sources.zabbix_common import (LOG_FIELDS, LOG_SOURCE_COLUMNS, Span, TooBig, chunks, fetch_under_budget,
                                        history_batch, plan_spans, trend_batch)
-from etl.sources.zabbix_meta import Retention, catalog_from_api, host_groups_selector
+from etl.sources.zabbix_meta import CatalogCache, Retention, catalog_from_api, host_groups_selector
 from etl.sources.zabbix_source import ZabbixSource
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ DEFAULT_ITEM_BATCH = 500
 # items per countOutput probe of an earlier value type's table (see _plans). Measured on Zabbix 6.0
 # here: ~50 ms per call plus ~12 ms per 1,000 item ids, so few large probes beat many small ones.
 EARLIER_TYPE_ITEM_BATCH = 20_000
-_HOST_BATCH = 200
+# Items per catalog item.get (with tags): ~10 MB of PHP memory, far under the stock 128M.
+DEFAULT_CATALOG_PAGE = 5_000
+_ITEM_OUTPUT = ["itemid", "hostid", "key_", "name", "units", "value_type", "history", "trends"]
 
 
 class ZabbixApiSource(ZabbixSource):
@@ -63,7 +65,8 @@ class ZabbixApiSource(ZabbixSource):
                  max_batch_rows: int = MAX_BATCH_ROWS, row_budget: int = DEFAULT_ROW_BUDGET,
                  item_batch: int = DEFAULT_ITEM_BATCH, use_trends: str = "auto", timeout: int = 120,
                  api=None, now: dt.datetime | None = None, retries: int = 3, backoff: Backoff = Backoff(1.0, 20.0),
-                 earlier_type_batch: int = EARLIER_TYPE_ITEM_BATCH):
+                 earlier_type_batch: int = EARLIER_TYPE_ITEM_BATCH, catalog_page: int = DEFAULT_CATALOG_PAGE,
+                 catalog_cache: bool | None = None):
         super().__init__(settings, hosts, itemids, max_batch_rows, use_trends, now)
         self.retries, self.backoff = retries, backoff
         self.row_budget = row_budget
@@ -71,10 +74,14 @@ class ZabbixApiSource(ZabbixSource):
         self.earlier_type_batch = earlier_type_batch
         self.timeout = timeout
         self._api = api
+        # A caller's own API object (tests) gets no cache unless asked: its answers are its own.
+        self.use_catalog_cache = api is None if catalog_cache is None else catalog_cache
         self._owns_session = False
+        self.catalog_page = catalog_page
+        self.catalog_seconds = 0.0
         self.requests = 0  # API calls made, for logs and tests
         # re-plans: "over_budget" (count or result above the budget), "too_big" (HTTP 500, empty body)
-        self.stats: dict[str, int] = {"over_budget": 0, "too_big": 0}
+        self.stats: dict[str, int] = {"over_budget": 0, "too_big": 0, "catalog_cached": 0}
 
     # -- connection ---------------------------------------------------------------------------
     @property
@@ -179,18 +186,24 @@ class ZabbixApiSource(ZabbixSource):
                        selector: ["name"]}
         if self.hosts:
             host_params["filter"] = {"host": self.hosts}
+        started = time.monotonic()
         hosts = self.call("host.get", host_params)
-        item_output = ["itemid", "hostid", "key_", "name", "units", "value_type", "history", "trends"]
-        items = []
-        hostids = [h["hostid"] for h in hosts]
-        for chunk in chunks(hostids, _HOST_BATCH):
-            params = {"output": item_output, "hostids": chunk, "selectTags": ["tag", "value"], "webitems": True}
-            if self.itemids:
-                params["itemids"] = self.itemids
-            items += self.call("item.get", params)
+        hostids = sorted(h["hostid"] for h in hosts)
+        cache = self._catalog_cache()
+        items = fingerprint = None
+        if cache is not None and hostids:
+            fingerprint = self._item_fingerprint(hostids)
+            items = cache.load(fingerprint)
+        self.stats["catalog_cached"] = int(items is not None)
+        if items is None:
+            items = self._items(hostids)
+            if cache is not None and fingerprint is not None:
+                cache.save(fingerprint, items)
         hk_history, hk_trends = self._housekeeping()
         catalog, retention = catalog_from_api(hosts, items, groups_key, hk_history, hk_trends)
-        log.info("zabbix API catalog: %d hosts, %d items", len(hosts), len(catalog))
+        self.catalog_seconds = time.monotonic() - started
+        log.info("zabbix API catalog: %d hosts, %d items (%s) in %.1fs", len(hosts), len(catalog),
+                 "cached" if self.stats["catalog_cached"] else "read", self.catalog_seconds)
         return catalog, retention
 
     def _housekeeping(self) -> tuple[str | None, str | None]:
@@ -205,6 +218,53 @@ class ZabbixApiSource(ZabbixSource):
             return None, None
         return (hk.get("hk_history") if str(hk.get("hk_history_global")) == "1" else None,
                 hk.get("hk_trends") if str(hk.get("hk_trends_global")) == "1" else None)
+
+    def _item_params(self, hostids: Sequence[str]) -> dict:
+        params = {"hostids": list(hostids), "webitems": True}
+        if self.itemids:
+            params["itemids"] = self.itemids
+        return params
+
+    def _item_fingerprint(self, hostids: Sequence[str]) -> tuple[int, int]:
+        """(items in scope, highest itemid): two small calls that change whenever an item is
+        created, deleted or re-created, so a cached catalog never misses a new item's history."""
+        count = int(self.call("item.get", {**self._item_params(hostids), "countOutput": True}))
+        top = self.call("item.get", {**self._item_params(hostids), "output": ["itemid"], "sortfield": "itemid",
+                                     "sortorder": "DESC", "limit": 1})
+        return count, int(top[0]["itemid"]) if top else 0
+
+    def _items(self, hostids: list[str]) -> list[dict]:
+        """item.get in host chunks of about `catalog_page` items (from one count), each split in
+        half on the memory wall (HTTP 500, empty body) like history: never one unbounded call."""
+        if not hostids:
+            return []
+        total = int(self.call("item.get", {**self._item_params(hostids), "countOutput": True}))
+        per_host = max(1.0, total / len(hostids))
+        hosts_per_call = max(1, min(len(hostids), int(self.catalog_page // per_host)))
+        items: list[dict] = []
+        pending = list(chunks(hostids, hosts_per_call))
+        while pending:
+            chunk = pending.pop()
+            try:
+                items += self.call("item.get", {**self._item_params(chunk), "output": _ITEM_OUTPUT,
+                                                "selectTags": ["tag", "value"]})
+            except TooBig:
+                if len(chunk) == 1:
+                    raise SourceError(f"zabbix API item.get of host {chunk[0]} alone exceeds the frontend's "
+                                      "memory or time limit: raise PHP memory_limit for the API") from None
+                self.stats["too_big"] += 1
+                half = len(chunk) // 2
+                pending += [chunk[:half], chunk[half:]]
+        return items
+
+    def _catalog_cache(self) -> CatalogCache | None:
+        """None when disabled (ttl 0, or catalog_cache off)."""
+        ttl = self.settings.zabbix_catalog_ttl
+        if ttl <= 0 or not self.use_catalog_cache:
+            return None
+        key = CatalogCache.key(self.settings.zabbix_url, self.settings.zabbix_user, sorted(self.hosts or []),
+                               sorted(self.itemids or []))
+        return CatalogCache(self.settings.home / "state" / f"zabbix-catalog-{key}.json", ttl)
 
     # -- planning -----------------------------------------------------------------------------
     def _plans(self, start_s: int, end_s: int) -> Iterator[tuple[int, str, Span, list[int]]]:

@@ -3,7 +3,12 @@ identically: groups sorted by name, item tags then host tags each sorted by (tag
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable, Mapping
 
 from etl.sources.base import ItemCatalog, ItemMeta
@@ -32,22 +37,32 @@ def catalog_from_api(hosts: Iterable[Mapping], items: Iterable[Mapping], groups_
                      ) -> tuple[ItemCatalog, dict[int, Retention]]:
     """host.get + item.get answers -> catalog and per-item retention. global_* are the
     housekeeping overrides (hk_history/hk_trends) when enabled, which beat the item's own setting."""
-    by_hostid = {str(h["hostid"]): h for h in hosts}
+    # Per host once (not per item): a 100,000-item catalog has only ~2,000 hosts.
+    by_hostid = {str(h["hostid"]): (h["host"], h.get("name") or None,
+                                    tuple(sorted(g["name"] for g in h.get(groups_key) or [])), _tags(h.get("tags")))
+                 for h in hosts}
+    periods: dict = {}
+
+    def period(text):
+        if text not in periods:
+            periods[text] = parse_period(text)
+        return periods[text]
+
     metas, retention = [], {}
     for item in items:
         value_type = int(item["value_type"])
         host = by_hostid.get(str(item["hostid"]))
         if host is None or value_type not in VALUE_TYPES:
             continue
+        host_tech, host_name, host_groups, host_tags = host
         meta = ItemMeta(
-            itemid=int(item["itemid"]), host=host["host"], key=item["key_"], value_type=value_type,
-            host_name=host.get("name") or None,
-            host_groups=tuple(sorted(g["name"] for g in host.get(groups_key) or [])),
+            itemid=int(item["itemid"]), host=host_tech, key=item["key_"], value_type=value_type,
+            host_name=host_name, host_groups=host_groups,
             item_name=item.get("name") or None, units=item.get("units") or None,
-            tags=tuple(_tags(item.get("tags")) + _tags(host.get("tags"))))
+            tags=tuple(_tags(item.get("tags")) + host_tags))
         metas.append(meta)
-        retention[meta.itemid] = Retention(parse_period(global_history or item.get("history")),
-                                           parse_period(global_trends or item.get("trends")))
+        retention[meta.itemid] = Retention(period(global_history or item.get("history")),
+                                           period(global_trends or item.get("trends")))
     return ItemCatalog("zabbix", metas), retention
 
 
@@ -76,3 +91,40 @@ def catalog_from_db(item_rows: Iterable[Mapping], group_rows: Iterable[Mapping],
                       "units": row["units"], "value_type": row["value_type"], "history": row["history"],
                       "trends": row["trends"], "tags": item_tags.get(int(row["itemid"]), [])})
     return catalog_from_api(hosts.values(), items, "groups", global_history, global_trends)
+
+
+class CatalogCache:
+    """The item.get answer of one API scope, kept in a JSON file for `ttl` seconds, so a 5-minute
+    run does not re-read 100,000 items. An entry is used only while the source's cheap
+    fingerprint (item count and highest itemid of the scope) is unchanged: a new, deleted or
+    re-created item forces a reload. Hosts (names, groups, tags) are always read fresh; item
+    renames and tag edits show within `ttl`."""
+
+    VERSION = 1
+
+    def __init__(self, path, ttl: float, now=None):
+        self.path = Path(path)
+        self.ttl = float(ttl)
+        self._now = now or time.time
+
+    @staticmethod
+    def key(*parts) -> str:
+        return hashlib.sha1("\x1f".join(str(p) for p in parts).encode()).hexdigest()[:16]
+
+    def load(self, fingerprint) -> list[dict] | None:
+        try:
+            entry = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if (not isinstance(entry, dict) or entry.get("version") != self.VERSION
+                or entry.get("fingerprint") != list(fingerprint)
+                or not 0 <= self._now() - float(entry.get("saved_at", 0)) < self.ttl):
+            return None
+        return entry.get("items")
+
+    def save(self, fingerprint, items: list[dict]) -> None:
+        entry = {"version": self.VERSION, "saved_at": self._now(), "fingerprint": list(fingerprint), "items": items}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
+        os.replace(tmp, self.path)  # readers see the old entry or the new one, never half of one

@@ -54,3 +54,14 @@ def test_template_covers_exactly_the_point_fields(settings):
     assert properties["@timestamp"]["type"] == "date_nanos"
     assert body["index_patterns"] == [f"{settings.es_index_prefix}-points-*"]
     assert body["template"]["settings"]["index"]["number_of_replicas"] == settings.es_replicas
+
+
+def test_overlap_rows_go_as_create_and_the_window_as_index():
+    import pyarrow as pa
+
+    from etl.search.load import Documents
+
+    batch = pa.record_batch({"clock": pa.array([100, 100, 101], pa.int64()), "ns": pa.array([0, 5, 0], pa.int64())})
+    docs = Documents(["a", "b", "c"], ["i"] * 3, ["{}"] * 3).create_before(batch, 100 * 10**9 + 5)
+    assert [next(iter(action)) for action, _ in docs.actions()] == ["create", "index", "index"]
+    assert [next(iter(a)) for a, _ in Documents(["a"], ["i"], ["{}"]).actions()] == ["index"]

@@ -77,3 +77,30 @@ def test_unknown_generator_kind_is_a_config_error(tmp_path):
     path.write_text(json.dumps(fleet))
     with pytest.raises(ConfigError, match="sine"):
         f.load_fleet(path)
+
+
+def test_items_per_host_cuts_or_extends_with_variants_in_a_realistic_mix():
+    fleet = f.load_fleet()
+    fifty = f.plan_hosts(fleet, 10, items_per_host=50)
+    assert {len(h["items"]) for h in fifty} == {50}
+    for host in fifty:
+        keys = [i["key"] for i in host["items"]]
+        assert len(set(keys)) == 50  # variants fill {n}: no duplicate keys on a host
+    types = [int(i["value_type"]) for i in fifty[0]["items"]]
+    assert set(types) == {0, 1, 2, 3, 4}
+    assert sum(t in (0, 3) for t in types) / len(types) >= 0.8  # mostly numeric, like a Linux template
+    variant = next(i for i in fifty[0]["items"] if i["key"] == "net.if.in[eth1]")
+    assert variant["value_type"] == 3 and variant["generator"]["kind"] == "counter"
+    assert [len(h["items"]) for h in f.plan_hosts(fleet, 2, items_per_host=5)] == [5, 5]
+    assert f.plan_hosts(fleet, 1)[0]["items"] == f.plan_hosts(fleet, 1, items_per_host=None)[0]["items"]
+    with pytest.raises(ConfigError):
+        f.plan_hosts(fleet, 1, items_per_host=0)
+
+
+def test_variant_rows_are_generated_like_their_base_item():
+    host = f.plan_hosts(f.load_fleet(), 1, prefix="v-", items_per_host=50)[0]
+    itemids = {spec["key"]: n for n, spec in enumerate(host["items"], start=1)}
+    rows = f.host_rows(host, itemids, 1764000000, 1764000000 + 3600, seed=1)
+    per_item = {int(c["itemid"][0]): len(c["clock"]) for parts in rows.values() for c in parts}
+    assert len(per_item) == 50
+    assert per_item[itemids["system.cpu.util[1,user]"]] == 60

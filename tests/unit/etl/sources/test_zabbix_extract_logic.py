@@ -185,6 +185,8 @@ class FakeApi:
                 host[groups_key] = [{"name": "g"}]
             return {"result": [host]}
         if method == "item.get":
+            if params.get("countOutput"):
+                return {"result": "2"}
             return {"result": [{"itemid": "1", "hostid": "1", "key_": "f", "name": "f", "units": "", "value_type": "0",
                                 "history": "90d", "trends": "365d", "tags": []},
                                {"itemid": "2", "hostid": "1", "key_": "t", "name": "t", "units": "", "value_type": "4",
