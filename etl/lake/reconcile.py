@@ -56,6 +56,10 @@ def reconcile_day(settings: Settings, source: str, day: dt.date, *, mode: str | 
     return record
 
 
+def quarantined_text(counts: dict) -> str:
+    return f"{counts['quarantined']} quarantined, " if counts.get("quarantined") else ""
+
+
 def shortfalls(record: dict, lake_buckets: dict[int, int]) -> list[str]:
     """Buckets where the lake holds fewer points than the store held after reconciliation
     (source - quarantined - still missing); empty when the day is complete."""
@@ -66,5 +70,5 @@ def shortfalls(record: dict, lake_buckets: dict[int, int]) -> list[str]:
         if have < expected:
             when = dt.datetime.fromtimestamp(int(start), dt.timezone.utc)
             problems.append(f"{when:%Y-%m-%dT%H:%MZ}: lake {have}, source {counts['source']} "
-                            f"({counts.get('quarantined', 0)} quarantined, {counts['missing']} known missing)")
+                            f"({quarantined_text(counts)}{counts['missing']} known missing)")
     return problems

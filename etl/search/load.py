@@ -79,6 +79,12 @@ class Documents:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def subset(self, rows: list[int]) -> "Documents":
+        """The documents at `rows`, in that order (a retry re-sends only what was refused)."""
+        create = [self.create[r] if r < len(self.create) else False for r in rows] if self.create else None
+        return Documents([self.ids[r] for r in rows], [self.indices[r] for r in rows],
+                         [self.sources[r] for r in rows], create)
+
     def create_before(self, batch: pa.RecordBatch, before_ns: int) -> "Documents":
         """Send the points older than `before_ns` (epoch ns) as `create`; the rest stay `index`."""
         if len(self) and batch.num_rows == len(self):

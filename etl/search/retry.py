@@ -19,7 +19,6 @@ from __future__ import annotations
 import logging
 import re
 import time
-from dataclasses import fields
 
 from elastic_transport import ConnectionError as TransportConnectionError
 from elastic_transport import ConnectionTimeout, Transport
@@ -169,7 +168,7 @@ def retry_blocked_items(client, docs, send, result):
                 attempt + 1, pause)
         _sleep(pause)
         attempt += 1
-        subset = type(docs)(**{f.name: [getattr(docs, f.name)[r] for r in again_rows] for f in fields(docs)})
+        subset = docs.subset(again_rows)
         again = send(subset)
         for row in again_rows:
             del result.failed[row]

@@ -32,7 +32,7 @@ class FleetApi:
     def send_api_request(self, method, params):
         if method == "host.get":
             return {"result": self.hosts}
-        if method == "settings.get":
+        if method == "housekeeping.get":
             return {"result": {"hk_history_global": "0", "hk_trends_global": "0"}}
         assert method == "item.get", method
         self.item_calls.append(params)
