@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from pathlib import Path
 
 import yaml
@@ -25,6 +26,10 @@ _RULES = {
     "items": {"createMissing": True, "updateExisting": True},
     "triggers": {"createMissing": True, "updateExisting": True},
 }
+
+
+# Pushed by install() until the server accepts it: proof that the template is live.
+INSTALLED_KEY = "monetl.health.installed"
 
 
 @functools.cache
@@ -66,6 +71,7 @@ def install(settings, host: str | None = None, macros: dict[str, str] | None = N
     if not found:
         raise ServiceError(f"health host {host} missing after importing {TEMPLATE_FILE.name}")
     _reload_local(settings)
+    _wait_until_accepted(settings, host)
     h = found[0]
     return {"host": host, "hostid": h["hostid"], "items": len(h["items"]), "triggers": len(h["triggers"])}
 
@@ -85,6 +91,23 @@ def _reload_local(settings) -> None:
         except Exception as exc:  # not our server (no rights, other install): it syncs by itself
             log.info("config cache reload skipped: %s", exc)
     log.info("Zabbix accepts the new items after its next configuration sync (CacheUpdateFrequency)")
+
+
+def _wait_until_accepted(settings, host: str, timeout: float = 60.0) -> bool:
+    """The reload (or the next sync) is asynchronous: until the server has the new items it answers
+    "failed" and drops values. Push `monetl.health.installed` until it is processed (bounded), so
+    the figures the caller pushes next are not lost; False (logged) when it never was."""
+    from etl.health import push
+
+    deadline = time.monotonic() + timeout
+    while True:
+        result = push.push(settings, {INSTALLED_KEY: int(time.time())}, host=host)
+        if result is None or result["processed"]:  # pushing off, or accepted
+            return result is not None
+        if time.monotonic() > deadline:
+            log.warning("Zabbix did not accept values for %s within %.0f s of the import", host, timeout)
+            return False
+        time.sleep(1.0)
 
 
 def remove_host(settings, host: str, api=None) -> int:

@@ -47,6 +47,8 @@ def _extract(settings, mode, hosts, window, run_id, **options):
     with open_source("kcmm", settings, mode, hosts=hosts, **options) as source, \
             Quarantine(settings, "kcmm", run_id) as quarantine:
         batches = list(source.extract(window, run_id, quarantine))
+        # Phase two, as the loader does once Elasticsearch acknowledged the rows (CSV mode only).
+        getattr(source, "commit", lambda: None)()
     assert all(b.schema == point_schema() for b in batches)
     return [r for b in batches for r in b.to_pylist()], quarantine
 

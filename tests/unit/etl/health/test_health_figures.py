@@ -17,6 +17,7 @@ import pytest
 from etl.config import Settings
 from etl.errors import VerificationError
 from etl.health import push, status
+from etl.health import template
 from etl.health.template import item_keys
 from etl.ingest import Summary
 from etl.window import Window
@@ -70,7 +71,7 @@ def test_every_pushed_key_is_an_item_of_the_template():
     produced |= set(push.extract_figures({}, [extract], None))
     for job in status.LOG_JOBS:
         produced |= set(push.log_job_figures({}, type("F", (), {"job": job, "findings": [1], "window": window})(), None))
-    produced |= {"monetl.quarantine.backlog", "monetl.status.fail", "monetl.status.warn"}
+    produced |= {"monetl.quarantine.backlog", "monetl.status.fail", "monetl.status.warn", template.INSTALLED_KEY}
     assert produced <= keys, produced - keys
     assert keys <= produced | {f"monetl.ingest.last_success[{s}]" for s in ("zabbix", "kcmm")}
 
