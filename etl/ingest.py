@@ -740,10 +740,10 @@ def run_demo(settings: Settings) -> list[str]:
     day = Window(yesterday, last_hour.start)
     lines = []
     progress = "rich" if sys.stderr.isatty() else "none"  # the lines below are the step's lines
-    from etl.seed.fleet import DEFAULT_HOSTS, load_fleet, plan_hosts
+    from etl.seed.fleet import demo_hosts
 
     # The demo fleet only: a shared Zabbix may hold many more hosts (tests, benchmarks).
-    fleet = [h["host"] for h in plan_hosts(load_fleet(), DEFAULT_HOSTS)]
+    fleet = demo_hosts()
     for source, mode, window in (("zabbix", "db", day), ("zabbix", "api", last_hour),
                                  ("kcmm", "db", Window(day.start, now)), ("kcmm", "csv", last_hour)):
         try:

@@ -50,9 +50,9 @@ def run_demo(settings: Settings, now: dt.datetime | None = None) -> list[str]:
     es = es_client(settings)
     deleted = drop_window(es, settings, "zabbix", lost)
     lines = [f"dropped {deleted:,} Zabbix points of {lost} from Elasticsearch (a lost bulk load)"]
-    from etl.seed.fleet import DEFAULT_HOSTS, load_fleet, plan_hosts
+    from etl.seed.fleet import demo_hosts
 
-    fleet = [h["host"] for h in plan_hosts(load_fleet(), DEFAULT_HOSTS)]
+    fleet = demo_hosts()
     before = ingest.gaps(settings, "zabbix", around, mode="db", client=es, hosts=fleet)
     lines.append(_gap_line(before))
     report, summaries = ingest.backfill(settings, "zabbix", around, mode="db", client=es, hosts=fleet)

@@ -9,6 +9,8 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.add_argument("--gaps-hours", type=int, default=3, help="hours back the gap check counts (default 3)")
     p.add_argument("--push", action="store_true", help="also push the figures to Zabbix (as `monetl health push`)")
+    p.add_argument("--host", action="append", dest="hosts", metavar="HOST",
+                   help="scope the gap check to this host, as the ingestion is (repeatable; default all hosts)")
     p.set_defaults(func=_status)
 
     h = sub.add_parser("health", help="monetl's own health in Zabbix")
@@ -27,7 +29,9 @@ def _collect(args):
     from etl.health.status import collect
 
     settings = load()
-    return settings, collect(settings, gaps_hours=args.gaps_hours)
+    hosts = getattr(args, "hosts", None)
+    scope = {source: hosts for source in ("zabbix", "kcmm")} if hosts else None
+    return settings, collect(settings, gaps_hours=args.gaps_hours, hosts=scope)
 
 
 def _status(args) -> int:

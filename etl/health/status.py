@@ -123,7 +123,7 @@ def check_ingest(settings, es, source: str, now: float) -> Check:
                  {f"monetl.ingest.lag[{source}]": int(lag)})
 
 
-def check_gaps(settings, es, source: str, now: float, hours: int) -> Check:
+def check_gaps(settings, es, source: str, now: float, hours: int, hosts: list[str] | None = None) -> Check:
     from etl import ingest
     from etl.window import Window
 
@@ -131,7 +131,7 @@ def check_gaps(settings, es, source: str, now: float, hours: int) -> Check:
     end = dt.datetime.fromtimestamp(now, dt.timezone.utc).replace(minute=0, second=0, microsecond=0)
     window = Window(end - dt.timedelta(hours=hours), end)
     try:
-        report = ingest.gaps(settings, source, window, client=es)  # pushes the gap figures itself
+        report = ingest.gaps(settings, source, window, client=es, hosts=hosts)  # pushes the gap figures itself
     except Exception as exc:
         return Check(name, WARN, f"not counted at the source: {type(exc).__name__}: {str(exc)[:200]}",
                      f"monetl gaps {source} --start {_iso(window.start.timestamp())} --end {_iso(window.end.timestamp())}")
@@ -242,7 +242,8 @@ def check_log_job(settings, job: str, now: float, es=None) -> Check:
 
 
 def collect(settings, es=None, gaps_hours: int = 3, now: float | None = None,
-            sources=SOURCES, jobs=LOG_JOBS) -> Status:
+            sources=SOURCES, jobs=LOG_JOBS, hosts: dict[str, list[str]] | None = None) -> Status:
+    """hosts: per source, the hosts the gap check is scoped to (as the ingestion is); None: all."""
     from etl.search.client import es_client
 
     now = now or time.time()
@@ -250,7 +251,7 @@ def collect(settings, es=None, gaps_hours: int = 3, now: float | None = None,
     checks = []
     for source in sources:
         checks.append(check_ingest(settings, es, source, now))
-        checks.append(check_gaps(settings, es, source, now, gaps_hours))
+        checks.append(check_gaps(settings, es, source, now, gaps_hours, (hosts or {}).get(source)))
         checks.append(check_lake(settings, es, source))
     checks.append(check_quarantine(settings))
     checks.append(check_extracts(settings, now))

@@ -114,6 +114,12 @@ def plan_hosts(fleet: dict, hosts: int, prefix: str = "", items_per_host: int | 
     return planned
 
 
+def demo_hosts() -> list[str]:
+    """Host names of the default demo fleet: the demo's runs are scoped to them, because a shared
+    Zabbix may hold many more hosts (tests, benchmarks, the server's own "Zabbix server")."""
+    return [h["host"] for h in plan_hosts(load_fleet(), DEFAULT_HOSTS)]
+
+
 def _with_incidents(items: list[dict], host: str, incidents: dict) -> list[dict]:
     """The fleet's SYNTHETIC trouble for one host (by name): item generators replaced, e.g. a disk
     filling up."""
