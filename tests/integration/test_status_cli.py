@@ -34,7 +34,7 @@ def test_status_json_and_exit_code(settings, elasticsearch_service, zabbix_servi
     index_points(es, pa.Table.from_pylist([row], schema=point_schema()), PREFIX)
     quarantine = tmp_path / "quarantine" / "points"
     quarantine.mkdir(parents=True)
-    (quarantine / "run.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
+    (quarantine / "run.jsonl").write_text('{"key": "a", "a": 1}\n{"key": "b", "a": 2}\n')
     env = {**os.environ, "PYTHONPATH": str(REPO), "MONETL_ES_INDEX_PREFIX": PREFIX, "MONETL_HOME": str(tmp_path),
            "MONETL_QUARANTINE_DIR": str(tmp_path / "quarantine"), "MONETL_EXTRACTS_DIR": str(tmp_path / "x"),
            "MONETL_LAKE_URL": f"file://{tmp_path / 'lake'}", "MONETL_HEALTH_PUSH": "0"}

@@ -104,7 +104,9 @@ def test_push_off_records_only(cfg):
 def test_status_grades(cfg, tmp_path):
     q = tmp_path / "q" / "points"
     q.mkdir(parents=True)
-    (q / "run.jsonl").write_text("{}\n{}\n{}\n")
+    (q / "run.jsonl").write_text('{"key": "a"}\n{"key": "b"}\n{"key": "c"}\n')
+    # An overlapping run quarantined point "c" again under its own file: still one record to fix.
+    (q / "overlapping-run.jsonl").write_text('{"key": "c"}\n')
     check = status.check_quarantine(cfg)
     assert (check.state, check.figures) == ("OK", {"monetl.quarantine.backlog": 3})
     assert status.check_extracts(cfg, time.time()).state == "WARN"      # none built
