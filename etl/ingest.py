@@ -185,6 +185,7 @@ class _Prepared:
     checked: quality.Checked
     raw: pa.RecordBatch         # the batch as read (for quarantined records)
     docs: object                # etl.search.load.Documents
+    known: pa.RecordBatch | None = None  # valid overlap rows an earlier run loaded: not sent again
 
 
 _DONE = object()
@@ -194,7 +195,8 @@ WORK_ROWS = 10_000
 
 
 def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, prefix: str,
-                           sampler: quality.GESampler | None, depth: int = 1, create_before_ns: int | None = None):
+                           sampler: quality.GESampler | None, depth: int = 1, create_before_ns: int | None = None,
+                           known=None):
     """Extract, validate and build documents in a thread while the caller bulk-loads: extraction waits
     on the source, bulk on Elasticsearch, so the two overlap. A bounded queue keeps memory flat."""
     from etl.search.load import documents
@@ -220,10 +222,16 @@ def _prepare_in_background(batches: Iterator[pa.RecordBatch], window: Window, pr
                     checked = quality.check(raw, window)
                     if sampler is not None:
                         sampler.offer(raw, checked.failed)
-                    docs = documents(checked.good, prefix)
+                    good, seen = checked.good, None
+                    if known is not None and good.num_rows:
+                        mask = known.mask(good)
+                        if mask.any():
+                            seen = good.filter(pa.array(mask))
+                            good = good.filter(pa.array(~mask))
+                    docs = documents(good, prefix)
                     if create_before_ns is not None:
-                        docs.create_before(checked.good, create_before_ns)
-                    put(_Prepared(checked.good, checked, raw, docs))
+                        docs.create_before(good, create_before_ns)
+                    put(_Prepared(good, checked, raw, docs, seen))
                 del source_batch
             if sampler is not None:
                 sampler.finish()
@@ -300,12 +308,15 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
     meter = Progress(progress, f"ingest {point_source.name}/{point_source.mode}")
     quarantine = Quarantine(settings, QUARANTINE_AREA, run_id)
     shared = _SharedQuarantine(quarantine, point_source.name)
+    memory = _OverlapMemory(settings, client, point_source, window, overlap) if overlap else None
     try:
         batches = point_source.extract(extraction, run_id, shared)
-        # The overlap only adds what is missing (late values): points already stored are not rewritten.
+        # The overlap only adds what is missing (late values): points already stored are not rewritten,
+        # and those the previous run recorded as loaded are not even sent (etl.overlap_memory).
         create_before = window.start_ns if extraction.start_ns < window.start_ns else None
         for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler,
-                                               create_before_ns=create_before):
+                                               create_before_ns=create_before,
+                                               known=memory.known if memory else None):
             raw, checked = prepared.raw, prepared.checked
             read += _by_type(raw)
             _quarantine_rows(shared, raw, checked.bad_rows, checked.reasons, "validate")
@@ -321,10 +332,18 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             loaded += _by_type(prepared.batch) - (_by_type(prepared.batch.take(pa.array(failed_rows, type=pa.int64())))
                                                   if failed_rows else Counter())
             summary.already_stored += result.existing
-            meter.update(loaded=result.loaded, quarantined=len(failed_rows))
+            if prepared.known is not None:
+                loaded += _by_type(prepared.known)
+                summary.already_stored += prepared.known.num_rows
+            if memory is not None:
+                memory.add(prepared, failed_rows)
+            meter.update(loaded=result.loaded + (prepared.known.num_rows if prepared.known is not None else 0),
+                         quarantined=len(failed_rows))
         # Two-phase sources (kcmm/csv) record their input as consumed only now that every bulk
         # request was acknowledged; on any failure above they forget it and re-read next time.
         getattr(point_source, "commit", lambda: None)()
+        if memory is not None and summary.load_failures == 0:
+            memory.save()
     finally:
         getattr(point_source, "abandon", lambda: None)()
         quarantine.close()
@@ -345,6 +364,46 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             log.info("Great Expectations on %d sampled rows: %s", summary.ge_rows_checked, summary.ge_failed)
     log.info("%s", summary.line())
     return summary
+
+
+class _OverlapMemory:
+    """The run's side of etl.overlap_memory: recall what the previous run loaded in this run's
+    overlap, record what this run loads in the next run's."""
+
+    def __init__(self, settings: Settings, client, point_source, window: Window, overlap: dt.timedelta):
+        from etl import overlap_memory
+
+        self._memory = overlap_memory
+        self.client, self.prefix, self.source = client, settings.es_index_prefix, point_source.name
+        scope = (getattr(point_source, "hosts", None) or None, getattr(point_source, "itemids", None) or None)
+        self.path = overlap_memory.memory_path(settings.home, self.prefix, self.source, scope)
+        overlap_ns = int(overlap.total_seconds() * 1e9)
+        self.next_span = (window.end_ns - overlap_ns, window.end_ns)
+        self.known = overlap_memory.recall(self.path, window.start_ns - overlap_ns, window.start_ns, self._uuids)
+        self.recorder = overlap_memory.Recorder(*self.next_span)
+
+    def _uuids(self, names: list[str]) -> dict[str, str]:
+        got = self.client.indices.get_settings(index=",".join(names), name="index.uuid", ignore_unavailable=True,
+                                               allow_no_indices=True, expand_wildcards="open,closed")
+        got = getattr(got, "body", got)
+        return {name: body["settings"]["index"]["uuid"] for name, body in got.items()}
+
+    def add(self, prepared: "_Prepared", failed_rows) -> None:
+        self.recorder.add(prepared.batch, failed_rows)
+        if prepared.known is not None:
+            self.recorder.add(prepared.known, ())
+
+    def save(self) -> None:
+        from etl.schema import points_index
+
+        lo, hi = (dt.datetime.fromtimestamp(t / 1e9, dt.timezone.utc).date() for t in self.next_span)
+        days = {lo + dt.timedelta(days=d) for d in range((hi - lo).days + 1)}
+        names = [points_index(self.prefix, self.source, day) for day in sorted(days)]
+        try:
+            uuids = self._uuids(names)
+            self.recorder.save(self.path, {n: uuids[n] for n in names if n in uuids})
+        except Exception as exc:  # the memory only saves work; a run never fails for it
+            log.warning("overlap memory %s not saved: %s", self.path, exc)
 
 
 def _quarantine_rows(quarantine, batch: pa.RecordBatch, rows: list[int], reasons: dict[int, str], stage: str) -> None:

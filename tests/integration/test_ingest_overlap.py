@@ -129,3 +129,49 @@ def test_a_rerun_after_a_fix_overwrites_the_changed_value(env):
     again = ingest.run(env.settings, open_source("zabbix", env.settings, "db", hosts=[env.host]), window)
     assert again.already_stored == 0
     assert _fetch(env, point_id("zabbix", env.itemids[1], clock, 0))["value"] == 99.5
+
+
+def indexing(env) -> tuple[int, int]:
+    """(index_total, index_failed) of the module's indices: Elasticsearch's own count of documents
+    it indexed and refused (a `create` of a stored id counts as failed)."""
+    stats = env.client.indices.stats(index=f"{PREFIX}-points-*", metric="indexing")["_all"]["primaries"]["indexing"]
+    return stats["index_total"], stats.get("index_failed", 0)
+
+
+def test_steady_runs_send_only_new_points_and_late_values(env):
+    """With the previous run's memory, the re-read overlap is not even sent: Elasticsearch indexes
+    the window's points and the late value, and refuses nothing (no 409 to answer)."""
+    start = env.t0 + dt.timedelta(hours=6)
+    insert(env, minute_rows(env, start, 30))
+    windows = [Window(start + FIVE * k, start + FIVE * (k + 1)) for k in range(5)]
+    for k, window in enumerate(windows):
+        if k == 3:
+            late_at = int(windows[1].start.timestamp()) + 33
+            insert(env, [(env.itemids[2], late_at, 9, -2.0)])
+        before = indexing(env)
+        summary = ingest.run(env.settings, open_source("zabbix", env.settings, "db", hosts=[env.host]), window)
+        total, failed = (a - b for a, b in zip(indexing(env), before))
+        assert summary.ok
+        new = source_count(env, window) + (1 if k == 3 else 0)
+        assert total == new, (k, total, new)
+        if k >= 1:  # run 0 had no memory of its overlap (nothing there was stored)
+            assert failed == 0, (k, failed)
+            assert summary.already_stored == source_count(env, window.widened(before=2 * FIVE)) \
+                - source_count(env, window) - (1 if k == 3 else 0)
+    assert _fetch(env, point_id("zabbix", env.itemids[2], late_at, 9))["value"] == -2.0
+
+
+def test_memory_of_a_deleted_index_is_not_trusted(env):
+    """An index dropped (or restored) after a run: the next run's overlap restores what it re-reads,
+    because the memory names the index by UUID and no longer matches."""
+    start = env.t0 - dt.timedelta(days=1)
+    insert(env, minute_rows(env, start, 15))
+    windows = [Window(start + FIVE * k, start + FIVE * (k + 1)) for k in range(3)]
+    for window in windows[:2]:
+        assert ingest.run(env.settings, open_source("zabbix", env.settings, "db", hosts=[env.host]), window).ok
+    index = f"{PREFIX}-points-zabbix-{start:%Y.%m.%d}"
+    env.client.indices.delete(index=index)
+    assert ingest.run(env.settings, open_source("zabbix", env.settings, "db", hosts=[env.host]), windows[2]).ok
+    env.client.indices.refresh(index=index)
+    stored = env.client.count(index=index, query={"term": {"host": env.host}})["count"]
+    assert stored == source_count(env, Window(windows[0].start, windows[2].end))
