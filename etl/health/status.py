@@ -6,6 +6,7 @@ sends to Zabbix, so the screen and Zabbix show the same numbers."""
 from __future__ import annotations
 
 import datetime as dt
+import inspect
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -164,7 +165,7 @@ def check_gaps(settings, es, source: str, now: float, hours: int, hosts: list[st
     try:
         # Undecorated: measuring must not push (only `status --push` / `health push` send the
         # figures, below, so the screen and Zabbix show the same numbers).
-        report = ingest.gaps.__wrapped__(settings, source, window, client=es, hosts=hosts)
+        report = inspect.unwrap(ingest.gaps)(settings, source, window, client=es, hosts=hosts)
     except Exception as exc:
         return Check(name, WARN, f"not counted at the source: {type(exc).__name__}: {str(exc)[:200]}",
                      f"monetl gaps {source} --start {_iso(window.start.timestamp())} --end {_iso(window.end.timestamp())}")
