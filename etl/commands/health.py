@@ -10,7 +10,10 @@ def register(sub) -> None:
     p.add_argument("--gaps-hours", type=int, default=3, help="hours back the gap check counts (default 3)")
     p.add_argument("--push", action="store_true", help="also push the figures to Zabbix (as `monetl health push`)")
     p.add_argument("--host", action="append", dest="hosts", metavar="HOST",
-                   help="scope the gap check to this host, as the ingestion is (repeatable; default all hosts)")
+                   help="scope the gap check to this host, as the ingestion is (repeatable; default: the hosts "
+                        "with points in Elasticsearch in the last 24 h, i.e. those monetl ingests)")
+    p.add_argument("--all-hosts", action="store_true",
+                   help="gap check over every host at the source (also those monetl does not ingest)")
     p.set_defaults(func=_status)
 
     h = sub.add_parser("health", help="monetl's own health in Zabbix")
@@ -21,6 +24,7 @@ def register(sub) -> None:
     q = hs.add_parser("push", help="measure the status figures and push them (cron or a DAG every few minutes)")
     q.add_argument("--gaps-hours", type=int, default=3)
     q.add_argument("--resend", action="store_true", help="also re-send the last recorded figure of every run type")
+    q.add_argument("--all-hosts", action="store_true", help="gap check over every host at the source")
     q.set_defaults(func=_push)
 
 
@@ -31,7 +35,8 @@ def _collect(args):
     settings = load()
     hosts = getattr(args, "hosts", None)
     scope = {source: hosts for source in ("zabbix", "kcmm")} if hosts else None
-    return settings, collect(settings, gaps_hours=args.gaps_hours, hosts=scope)
+    return settings, collect(settings, gaps_hours=args.gaps_hours, hosts=scope,
+                             all_hosts=getattr(args, "all_hosts", False))
 
 
 def _status(args) -> int:

@@ -36,8 +36,8 @@ def availability_keys() -> list[str]:
 
 
 def availability_check_keys() -> list[str]:
-    return [k for i in _schema("extracts/availability.json")["items"] if i["metric"] != "icmp_response"
-            for k in i["keys"]]
+    """Keys of the 0/1 check items: the rules marked "check", whose values the extract's up_ratio averages."""
+    return [k for i in _schema("extracts/availability.json")["items"] if i.get("check") for k in i["keys"]]
 
 
 def lucene_keys(keys: list[str]) -> str:
@@ -199,11 +199,14 @@ def availability():
     sel = "source:zabbix AND host_groups:$group AND host:$host"
     d = (base("monetl-availability", "Availability",
               "Per host and hour, as the availability extract (schemas/extracts/availability.json): up ratio = mean of "
-              "the 0/1 check items; data = 5-minute buckets holding a sample of any check item.", ["availability"])
+              "the 0/1 values of each check item (\"check\": true), per host and item like its up_ratio; data = "
+              "5-minute buckets holding a sample of any of its items.", ["availability"])
          .with_variable(group_var()).with_variable(host_var()))
-    d = d.with_panel(tbl("Up ratio per host and hour (" + ", ".join(check_keys) + ")", POINTS,
-                         [query(POINTS, f"{sel} AND {lucene_keys(check_keys)}", [avg("value")],
-                                [terms("host", "2", 500, "_key", "asc"), histogram(POINTS, "3", "1h", "1")])],
+    # Samples only (resolution raw), as the extract: trend rows are hourly averages, not checks.
+    d = d.with_panel(tbl("Up ratio per host, check item and hour (" + ", ".join(check_keys) + ")", POINTS,
+                         [query(POINTS, f"{sel} AND resolution:raw AND {lucene_keys(check_keys)}", [avg("value")],
+                                [terms("host", "2", 500, "_key", "asc"), terms("key", "4", 10, "_key", "asc"),
+                                 histogram(POINTS, "3", "1h", "1")])],
                          unit="percentunit", width=24))
     d = d.with_panel(tbl("Check samples per host and hour", POINTS,
                          [query(POINTS, f"{sel} AND {lucene_keys(all_keys)}", [count()],

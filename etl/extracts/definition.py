@@ -66,6 +66,7 @@ class Column:
 class ItemRule:
     metric: str
     keys: tuple[str, ...]
+    check: bool = False   # a 0/1 reachability check (icmpping, agent.ping): measures see it as is_check
 
 
 @dataclass(frozen=True)
@@ -192,11 +193,11 @@ def parse(path: Path, data) -> Definition:
         sources = top.strings("sources")
         rules = []
         for r in top.objects("items"):
-            r.unknown({"metric", "keys"})
+            r.unknown({"metric", "keys", "check"})
             keys = r.strings("keys")
             if not keys:
                 r.fail("keys", "needs at least one key pattern")
-            rules.append(ItemRule(metric=r.name("metric"), keys=keys))
+            rules.append(ItemRule(metric=r.name("metric"), keys=keys, check=r.get("check", bool, False)))
         items = tuple(rules)
         if not items:
             top.fail("items", "needs at least one item rule")

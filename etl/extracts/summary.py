@@ -25,7 +25,7 @@ class SummaryData:
     days: list[dt.date] = field(default_factory=list)
     extracts: list[tuple[str, dict[str, int]]] = field(default_factory=list)   # (file, table -> rows)
     cpu_top: list[tuple[str, float, float]] = field(default_factory=list)     # (host label, max p95, avg)
-    heat: dict[tuple[str, dt.date], tuple[float | None, int]] = field(default_factory=dict)  # -> (% with data, no-data min)
+    heat: dict[tuple[str, dt.date], tuple[float | None, int]] = field(default_factory=dict)  # -> (% up, no-data min)
     heat_hosts: list[str] = field(default_factory=list)
     findings: list[tuple[dt.date, str, int]] = field(default_factory=list)    # (day, severity, findings)
     trades: list[tuple[dt.date, int, float | None, int, float | None]] = field(default_factory=list)
@@ -87,7 +87,7 @@ def heat_map_html(data: SummaryData) -> str:
             pct, missing = data.heat.get((host, day), (None, 0))
             text = "" if pct is None else f"{pct:.0f}" if pct < 99.95 else ""
             tip = (f"{host} {day}: no check data" if pct is None
-                   else f"{host} {day}: {pct:.2f}% of minutes with data, {missing} min without")
+                   else f"{host} {day}: up {pct:.2f}% of the minutes (data and checks up), {missing} min without data")
             cells.append(f'<td style="background:{_heat_color(pct)}" title="{_e(tip)}">{text}</td>')
         rows.append(f'<tr><th class="host">{_e(host)}</th>{"".join(cells)}</tr>')
     legend = "".join(f'<span><i style="background:{_heat_color(v)}"></i>{t}</span>' for v, t in
@@ -188,10 +188,13 @@ def collect(settings: Settings, days: list[dt.date] | None = None) -> SummaryDat
                 GROUP BY h.host, h.host_name ORDER BY 3 DESC, 1 LIMIT {TOP_N}""")
             data.cpu_top = [(_host_label(h, n), float(p), float(a or 0)) for h, n, p, a in rows]
         if "availability" in files:
-            # Per host and day the worst of its check items (a host is as reachable as its worst check).
+            # Per host and day the worst of its items (a host is as reachable as its worst check): the
+            # share of the day an item had data, times its up_ratio for a 0/1 check (icmpping is 0
+            # while the host is down, and the agent's items are silent then).
             rows = read_query(process, files["availability"], f"""
                 SELECT h.host, h.host_name, f.date_key,
-                       min(f.minutes_with_data * 100.0 / nullif(f.minutes_with_data + f.no_data_minutes, 0)),
+                       min(f.minutes_with_data * 100.0 / nullif(f.minutes_with_data + f.no_data_minutes, 0)
+                           * coalesce(f.up_ratio, 1)),
                        max(f.no_data_minutes)
                 FROM {qualified('fact_availability_daily')} f
                 JOIN {qualified('dim_host')} h ON h.host_key = f.host_key

@@ -1,7 +1,7 @@
 """Pure transforms: lake rows (Arrow) of one span -> fact and dimension tables (Arrow), in DuckDB.
 
 The definition's measure SQL runs over one row per sample (raw) or bucket (rollups) with columns:
-  points:   source, host, itemid, metric, ts,
+  points:   source, host, itemid, metric, is_check (its item rule has "check": true), ts,
             raw: value, clock, ns            rollups: bucket, min, max, sum, count, last, value (= sum/count)
             (names, keys and groups are per series, in the dimension tables)
   findings: the definition's input columns, ts
@@ -51,6 +51,12 @@ def metric_case(definition: Definition) -> str:
         cond = " OR ".join(f"key LIKE {_quote(like_pattern(k))} ESCAPE '\\'" for k in rule.keys)
         whens.append(f"WHEN {cond} THEN {_quote(rule.metric)}")
     return "CASE " + " ".join(whens) + " END"
+
+
+def check_expr(definition: Definition) -> str:
+    """Boolean SQL over `metric`: whether the item is one of the definition's 0/1 check items."""
+    checks = [rule.metric for rule in definition.items if rule.check]
+    return f"metric IN ({', '.join(_quote(m) for m in checks)})" if checks else "false"
 
 
 def periods_table(span_periods: list[Period], coverage: Window | None) -> pa.Table:
@@ -146,14 +152,14 @@ class SpanFrame:
         # The metric of each distinct key once (the LIKE rules are the costly part), then the
         # matching rows materialised once: every fact and dimension query of the span reads them.
         self.con.execute(
-            "CREATE TEMP TABLE metric_of_key AS SELECT * FROM ("
+            f"CREATE TEMP TABLE metric_of_key AS SELECT *, {check_expr(d)} AS is_check FROM ("
             f"SELECT key, {metric_case(d)} AS metric FROM (SELECT DISTINCT key FROM src)) WHERE metric IS NOT NULL")
         # Narrow on purpose (no names, no group lists): copying those per sample dominated the
         # build; the attributes live once per series in `series`.
         filters = f"source IN ({sources}) AND value_type IN (0, 3){raw_only}"
         self.con.execute(
             "CREATE TEMP TABLE matched AS SELECT * FROM ("
-            f"SELECT source, host, itemid, k.metric, {values} FROM src JOIN metric_of_key k ON src.key = k.key "
+            f"SELECT source, host, itemid, k.metric, k.is_check, {values} FROM src JOIN metric_of_key k ON src.key = k.key "
             f"WHERE {filters}){' WHERE (' + d.where + ')' if d.where else ''}")
         # Newest attributes of each series (a host renamed or regrouped mid-span shows its new ones).
         ts = "bucket" if "bucket" in names else "clock"

@@ -152,13 +152,18 @@ def host_rows(host: dict, itemids: dict[str, int], start: int, end: int, seed: i
         salt = generators.item_salt(seed, host["host"], spec["key"])
         jitter = salt if spec["generator"]["kind"] == "log" else None
         clocks = generators.item_clocks(start, end, int(spec["interval"]), phase, jitter)
-        if "outage" in host:  # unreachable: no item of the host gets a value
+        down = None
+        if "outage" in host:  # unreachable: the agent's items get no value, the server's checks say down
             o = host["outage"]
             hh, mm = (int(x) for x in o["start_utc"].split(":"))
-            clocks = clocks[~generators.outage_mask(clocks, o["slot"], len(o["hosts"]), int(o["per_day"]),
-                                                    hh * 3600 + mm * 60, int(o["minutes"]))]
+            down = generators.outage_mask(clocks, o["slot"], len(o["hosts"]), int(o["per_day"]),
+                                          hh * 3600 + mm * 60, int(o["minutes"]))
+            if "down_value" not in spec:
+                clocks, down = clocks[~down], None
         columns = generators.generate(spec, clocks, param_rng, noise_rng, host=host["host"],
                                       market_weight=host["market_weight"])
+        if down is not None:
+            columns["value"][down] = spec["down_value"]
         columns.update(itemid=np.full(clocks.size, itemids[spec["key"]], dtype=np.int64), clock=clocks,
                        ns=generators.nanoseconds(clocks, salt))
         out.setdefault(value_type, []).append(columns)
@@ -297,8 +302,9 @@ def incident_lines(fleet: dict, days: list[dt.date]) -> list[str]:
 
 
 def incidents_in_history(settings: Settings, fleet: dict, day: dt.date) -> bool:
-    """Whether the seeded history of `day` has the fleet's outage (no rows of the hosts down that
-    day inside the outage window): a fleet re-seeded from another fleet file would not."""
+    """Whether the seeded history of `day` has the fleet's outage (no agent rows of the hosts down
+    that day inside the outage window; the server's own checks, items with down_value, record the
+    outage instead): a fleet re-seeded from another fleet file would not."""
     outage = fleet.get("incidents", {}).get("outage")
     if not outage:
         return True
@@ -308,10 +314,11 @@ def incidents_in_history(settings: Settings, fleet: dict, day: dt.date) -> bool:
     down = [h for slot, h in enumerate(outage["hosts"])
             if generators.outage_mask(np.array([start]), slot, len(outage["hosts"]), int(outage["per_day"]),
                                       hh * 3600 + mm * 60, int(outage["minutes"]))[0]]
+    checks = [i["key"] for i in fleet["items"] if "down_value" in i]
     with writer_connection(settings) as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM hosts h JOIN items i ON i.hostid = h.hostid JOIN history hi "
-                    "ON hi.itemid = i.itemid WHERE h.host = ANY(%s) AND hi.clock >= %s AND hi.clock < %s",
-                    (down, start, end))
+                    "ON hi.itemid = i.itemid WHERE h.host = ANY(%s) AND NOT i.key_ = ANY(%s) "
+                    "AND hi.clock >= %s AND hi.clock < %s", (down, checks, start, end))
         return cur.fetchone()[0] == 0
 
 

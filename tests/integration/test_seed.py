@@ -58,7 +58,7 @@ def test_rows_per_value_type_follow_the_item_intervals(seeded, settings):
     log_slots = sum(DAYS * 86400 // i["interval"] for h in planned for i in h["items"] if int(i["value_type"]) == 2)
     assert 0.9 * log_slots <= counts[2] <= log_slots
     assert result.rows["history"] == counts[0] and result.rows["history_log"] == counts[2]
-    assert result.items == HOSTS * 20
+    assert result.items == sum(len(h["items"]) for h in planned) == HOSTS * 21  # 20 base items + 1 of the group
     bounds = _query(settings, "SELECT min(t.clock), max(t.clock), min(t.ns) FROM history t JOIN items i ON "
                               "i.itemid = t.itemid JOIN hosts h ON h.hostid = i.hostid WHERE h.host = ANY(%s)",
                     result.hosts)[0]

@@ -44,15 +44,26 @@ def test_outage_host_loses_exactly_its_window_and_prefixed_fleets_keep_every_row
                 if g.outage_mask(np.array([window[0]]), demo[name]["outage"]["slot"], 6, 3, 2 * 3600 + 600, 35)[0])
     twin = next(h for h in f.plan_hosts(fleet, 50, prefix="u-") if h["host"] == "u-" + down)
     assert "outage" not in twin
-    rows = {}
+    rows, pings = {}, {}
     for label, host in (("demo", demo[down]), ("test", twin)):
         ids = {s["key"]: n for n, s in enumerate(host["items"], 1)}
-        table = f.to_arrow(0, f.host_rows(host, ids, start, end, seed=1)[0])
-        clocks = table.column("clock").to_numpy()
-        rows[label] = (table.num_rows, bool(((clocks >= window[0]) & (clocks < window[1])).any()))
-    minute_items = sum(1 for s in twin["items"] if s["value_type"] == 0 and s["interval"] == 60)
+        generated = f.host_rows(host, ids, start, end, seed=1)
+        # The agent's items (no down_value) are silent in the window ...
+        agent = {ids[s["key"]] for s in host["items"] if "down_value" not in s}
+        table = f.to_arrow(0, generated[0]).to_pandas()
+        table = table[table.itemid.isin(agent)]
+        rows[label] = (len(table), bool(((table.clock >= window[0]) & (table.clock < window[1])).any()))
+        # ... while the server's ICMP ping goes on, 0 in the window and 1 elsewhere.
+        ping = f.to_arrow(3, generated[3]).to_pandas()
+        ping = ping[ping.itemid == ids["icmpping"]]
+        inside = (ping.clock >= window[0]) & (ping.clock < window[1])
+        pings[label] = (len(ping), sorted(set(ping.value[inside])), sorted(set(ping.value[~inside])))
+    minute_items = sum(1 for s in twin["items"] if s["value_type"] == 0 and s["interval"] == 60
+                       and "down_value" not in s)
     assert rows["test"] == (minute_items * 1440, True)
     assert rows["demo"] == (minute_items * (1440 - 35), False)
+    assert pings["test"] == (1440, [1], [1])
+    assert pings["demo"] == (1440, [0], [1])
 
 
 def test_disk_fill_host_runs_out_of_space_every_day():

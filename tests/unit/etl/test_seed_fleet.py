@@ -12,12 +12,14 @@ from etl.errors import ConfigError
 from etl.seed import fleet as f
 
 
-def test_default_fleet_has_five_groups_and_twenty_items_per_host():
+def test_default_fleet_has_five_groups_and_twenty_one_items_per_host():
     fleet = f.load_fleet()
     assert [g["name"] for g in fleet["groups"]] == ["trading", "web", "db", "mail", "office"]
     planned = f.plan_hosts(fleet, 50)
     assert len(planned) == 50
-    assert {len(h["items"]) for h in planned} == {20}
+    assert {len(h["items"]) for h in planned} == {21}
+    # Every host has the availability extract's check item (ICMP ping, 0/1).
+    assert all(any(i["key"] == "icmpping" and i["value_type"] == 3 for i in h["items"]) for h in planned)
     assert len({h["host"] for h in planned}) == 50 and len({h["name"] for h in planned}) == 50
     assert sum(h["group"] == "trading" for h in planned) == 15
     assert any("交易服务器" in h["name"] for h in planned)

@@ -13,7 +13,7 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import elasticsearch as es_model
 
 from etl.dashboards import build, datasources, fields
-from etl.dashboards.definitions import DASHBOARDS, sla_breach_query
+from etl.dashboards.definitions import DASHBOARDS, lucene_keys, sla_breach_query
 from etl.health.template import template_doc
 
 register_default_plugins()
@@ -90,3 +90,17 @@ def test_zabbix_panels_match_items_of_the_health_template():
     for t in targets:
         pattern = re.compile(t["item"]["filter"].strip("/"))
         assert any(pattern.search(n) for n in names), t["item"]["filter"]
+
+
+def test_availability_up_ratio_panel_reads_the_extract_check_items():
+    """Same definition as the availability extract: its rules marked "check" (not icmppingsec), per
+    host and check item, raw samples only."""
+    from etl.extracts.definition import DEFINITIONS_DIR, load
+
+    checks = [k for r in load(DEFINITIONS_DIR / "availability.json").items if r.check for k in r.keys]
+    target = BUILT["availability"]["panels"][0]["targets"][0]
+    assert checks == ["agent.ping", "icmpping", "icmpping[*]"]
+    assert lucene_keys(checks) in target["query"] and "icmppingsec" not in target["query"]
+    assert "resolution:raw" in target["query"]
+    assert [b["type"] for b in target["bucketAggs"]] == ["terms", "terms", "date_histogram"]
+    assert [b["field"] for b in target["bucketAggs"][:2]] == ["host", "key"] and target["metrics"][0]["type"] == "avg"

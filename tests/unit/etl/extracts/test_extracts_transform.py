@@ -106,6 +106,32 @@ def test_silent_series_gets_a_row_and_no_data_is_limited_to_lake_coverage():
     assert clipped["zabbix:h2"]["no_data_minutes"] == 480
 
 
+def test_up_ratio_is_the_mean_of_check_items_only():
+    """up_ratio averages the 0/1 items marked "check" (icmpping: 0 while the host is down); the
+    response time in seconds (icmppingsec) is no ratio: NULL."""
+    availability = load(DEFINITIONS_DIR / "availability.json")
+    assert [r.metric for r in availability.items if r.check] == ["agent_ping", "icmp_ping"]
+    rows = rollup_rows([
+        ("h1", [], 1, "icmpping", T0, 1, 1, 5, 5),
+        ("h1", [], 1, "icmpping", T0 + 300, 0, 0, 0, 5),       # down for 5 checks
+        ("h1", [], 1, "icmpping", T0 + 600, 0, 1, 3, 5),
+        ("h1", [], 2, "icmppingsec", T0, 0.0002, 0.0004, 0.0015, 5),
+    ])
+    with SpanFrame(availability, rows, "Asia/Shanghai") as frame:
+        facts = {r["item_key"]: r for r in frame.fact(availability.facts[0], (DAY, DAY + dt.timedelta(days=1))).to_pylist()}
+    assert facts["zabbix:1"]["up_ratio"] == pytest.approx(8 / 15)
+    assert facts["zabbix:2"]["up_ratio"] is None and facts["zabbix:2"]["samples"] == 5
+
+
+def test_check_flag_must_be_a_boolean(tmp_path):
+    from etl.extracts.definition import DefinitionError
+
+    data = json.loads((DEFINITIONS_DIR / "availability.json").read_text(encoding="utf-8"))
+    data["items"][0]["check"] = "yes"
+    with pytest.raises(DefinitionError, match=r"items\[0\]\.check"):
+        parse(tmp_path / "availability.json", data)
+
+
 def test_findings_rows_exclude_minute_metrics_and_group_by_attributes(tmp_path):
     data = json.loads((DEFINITIONS_DIR / "findings.json").read_text(encoding="utf-8"))
     findings = parse(tmp_path / "findings.json", data)
