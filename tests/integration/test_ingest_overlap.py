@@ -134,8 +134,9 @@ def test_a_rerun_after_a_fix_overwrites_the_changed_value(env):
 def indexing(env) -> tuple[int, int]:
     """(index_total, index_failed) of the module's indices: Elasticsearch's own count of documents
     it indexed and refused (a `create` of a stored id counts as failed)."""
-    stats = env.client.indices.stats(index=f"{PREFIX}-points-*", metric="indexing")["_all"]["primaries"]["indexing"]
-    return stats["index_total"], stats.get("index_failed", 0)
+    stats = env.client.indices.stats(index=f"{PREFIX}-points-*", metric="indexing")["_all"]["primaries"]
+    stats = stats.get("indexing", {})  # no index yet
+    return stats.get("index_total", 0), stats.get("index_failed", 0)
 
 
 def test_steady_runs_send_only_new_points_and_late_values(env):
