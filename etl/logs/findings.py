@@ -289,12 +289,25 @@ def superseded(existing: pa.Table, window: Window):
     return pc.fill_null(pc.or_(pc.fill_null(inside, False), pc.fill_null(minute, False)), False)
 
 
+def _longest_span(job: str) -> dt.timedelta:
+    """The longest look-back of the job's rules (a day when the rules cannot say)."""
+    from etl.logs.jobs.common import load_rules, rule_span
+
+    try:
+        section = load_rules().get(job, {})
+    except ConfigError:
+        return dt.timedelta(days=1)
+    spans = [rule_span(rule) for rule in section.values() if isinstance(rule, dict)]
+    return max(spans, default=dt.timedelta(0))
+
+
 def days_to_read(findings: Findings, rows: list[dict]) -> set[dt.date]:
     """Partitions a run may have to change: each new row's day; every day a row of one of its
     fingerprints can sit in (an earlier run's first_seen lies between the merged first and last
-    seen); the window's days and the one before it (a taken-back row of a window inside this one
-    is dated by its first event, which a look-back may put before the window's start)."""
-    days = set(Window(findings.window.start - dt.timedelta(days=1), findings.window.end).days())
+    seen); the window's days, reaching back by the job's longest look-back (a taken-back row of
+    a window inside this one is dated by its first event, which a look-back may put before the
+    window's start)."""
+    days = set(Window(findings.window.start - _longest_span(findings.job), findings.window.end).days())
     for r in rows:
         days.add(row_day(r))
         if r.get("fingerprint") and r.get("first_seen") and r.get("last_seen"):

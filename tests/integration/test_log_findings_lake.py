@@ -124,3 +124,27 @@ def test_reruns_over_shifted_windows_converge_and_a_grown_span_replaces_its_row(
     assert grown["fingerprint"] == first["fingerprint"]
     fresh_findings(es)
     assert after == analyse(s, tmp, "lake-b-again", B)
+
+
+def test_the_findings_extract_reads_the_event_dated_rows(env):
+    """The extract (DuckDB over the lake, then .hyper) counts each finding once on its first event's
+    report day: the same numbers as the lake rows grouped by first_seen day."""
+    from tableauhyperapi import Connection, CreateMode
+
+    from etl.extracts.build import build
+    from etl.extracts.hyper_store import hyper_process, qualified
+
+    s, es, tmp = env
+    fresh_findings(es)
+    rows = analyse(s, tmp, "lake-extract", A)
+    cfg = dataclasses.replace(s, lake_url=f"file://{tmp / 'lake-extract'}", report_tz="UTC",
+                              extracts_dir=str(tmp / "extracts"), extracts_hdfs_url="", tableau_server_url="")
+    [result] = build(cfg, "findings", [D1.date(), MIDNIGHT.date()])
+    expected = sorted((r["first_seen"].date(), r["rule"], r["source"], 1, r["count"])
+                      for rs in rows.values() for r in rs)
+    with hyper_process() as process, Connection(process.endpoint, str(result.path), CreateMode.NONE) as conn:
+        got = sorted((d.to_date() if hasattr(d, "to_date") else d, rule, source, int(n), int(events))
+                     for d, rule, source, n, events in conn.execute_list_query(
+                         f"SELECT date_key, rule, source, findings, events FROM {qualified('fact_findings_daily')}"))
+    got = [(dt.date(d.year, d.month, d.day), *rest) for d, *rest in got]
+    assert got == expected and {day for day, *_ in got} == {D1.date(), MIDNIGHT.date()}
