@@ -106,9 +106,12 @@ def pair_attempts(items: Iterable[tuple]) -> Iterator[tuple]:
     recent = _Held()    # unpaired attempt lines, for a PAM line logged after them (flat docs)
     for item in items:
         flat = item[0]
-        action = flat.get("event.action")
+        action = flat.get("event.action") or ""
+        if action != PAM and not (action.startswith("failed_") or action == "invalid_user"):
+            yield item  # most lines: nothing to pair
+            continue
         key = _key(flat)
-        if key is None or "@timestamp" not in flat or not (action == PAM or _is_attempt(flat)):
+        if key is None or "@timestamp" not in flat:
             yield item
             continue
         now = _seconds(flat)
