@@ -240,7 +240,7 @@ def _finding_row(f: Finding) -> dict:
 def _merge_rows(old: dict | None, new: dict, authoritative: bool) -> dict:
     """A fingerprint's lake row after this run: without the merged Elasticsearch document the lake
     row itself is the memory of earlier runs (earliest first_seen, latest last_seen, worst severity,
-    the larger count), so a later run over a grown span replaces the row and a smaller one never
+    the larger count and its description), so a later run over a grown span replaces the row and a smaller one never
     shrinks it."""
     if old is None or authoritative:
         return new
@@ -252,6 +252,8 @@ def _merge_rows(old: dict | None, new: dict, authoritative: bool) -> dict:
     merged["last_seen"] = max(lasts) if lasts else None
     merged["severity"] = max(old.get("severity") or "low", new["severity"], key=rank)
     merged["count"] = max(int(old.get("count") or 0), int(new["count"]))
+    if int(new["count"]) < int(old.get("count") or 0):  # as merge(): the fuller run's description
+        merged.update({k: old.get(k) for k in ("counts_json", "details_json", "message")})
     evidence = list(old.get("evidence_ids") or [])
     merged["evidence_ids"] = (evidence + [e for e in new["evidence_ids"] if e not in evidence])[:10]
     return merged
@@ -311,7 +313,8 @@ def days_to_read(findings: Findings, rows: list[dict]) -> set[dt.date]:
     for r in rows:
         days.add(row_day(r))
         if r.get("fingerprint") and r.get("first_seen") and r.get("last_seen"):
-            days.update(Window(r["first_seen"], r["last_seen"] + dt.timedelta(microseconds=1)).days())
+            first, last = sorted((r["first_seen"], r["last_seen"]))
+            days.update(Window(first, last + dt.timedelta(microseconds=1)).days())
     return days
 
 

@@ -76,6 +76,7 @@ def test_a_grown_span_replaces_the_earlier_row():
     # a smaller window re-run afterwards never shrinks the incident
     [again] = rows(run(lake, Findings("illegal_access", small, [first])))[D1]
     assert again["count"] == 6 and again["last_seen"] == grown.last_seen
+    assert again["counts_json"] == '{"failures": 6}'
 
 
 def test_a_row_moves_when_its_first_event_moves_to_the_day_before():
