@@ -24,11 +24,6 @@ PAIR_SECONDS = 5.0
 MAX_PENDING = 10_000
 
 
-def _is_attempt(flat: dict) -> bool:
-    action = flat.get("event.action") or ""
-    return action.startswith("failed_") or action == "invalid_user"
-
-
 def _seconds(flat: dict) -> float:
     return dt.datetime.fromisoformat(flat["@timestamp"].replace("Z", "+00:00")).timestamp()
 
