@@ -18,9 +18,10 @@ DATASET_DIRS = {"raw": "points", "5m": "rollup_5m", "1h": "rollup_1h"}
 
 
 def read_findings(settings: Settings, job: str, window: Window, columns: list[tuple[str, pa.DataType]]) -> pa.Table:
-    """Findings of one log job from the partitions the window touches (widened by a day each side,
-    since a finding's partition is its job-window day while reports bucket by first_seen), or an
-    empty table of the expected columns when the job wrote none."""
+    """Findings of one log job from the partitions the window touches (a finding's partition is its
+    first_seen day, a metric row's its bucket; widened by a day each side for partitions written
+    before findings were dated by event time, under their job window's start day), or an empty
+    table of the expected columns when the job wrote none."""
     from etl.lake import read_findings as lake_read_findings
 
     table = lake_read_findings(settings, job, window.widened(dt.timedelta(days=1), dt.timedelta(days=1)))

@@ -21,6 +21,7 @@ from typing import Iterable, Iterator
 
 from etl.config import Settings
 from etl.errors import ConfigError, MonetlError, SourceError, StoreError
+from etl.logs.attempts import pair_attempts
 from etl.logs.documents import doc_id, logs_index, logs_index_pattern, nest
 from etl.logs.inputs import LogInput, unique_inputs
 from etl.logs.parsers import LineError, ParseContext, make_parser, parser_class, sniff
@@ -163,10 +164,38 @@ def parse_documents(path: Path | LogInput, fmt: str, ctx: ParseContext, prefix: 
     A `message repeated N times: [ X ]` line yields N documents of X (event.repeated = N)."""
     source = path if isinstance(path, LogInput) else LogInput(str(path))
     parser = make_parser(fmt, ctx)
+    parsed = _parsed_lines(source, parser, fmt, ctx, report, quarantine)
+    if parser.dataset == "sshd":  # one count per login attempt where sshd logs it twice
+        parsed = pair_attempts(parsed)
+    seen: OrderedDict = OrderedDict()
+    for flat, raw, ref in parsed:
+        timestamp = flat["@timestamp"]
+        dataset = flat["event.dataset"]
+        index = logs_index(prefix, dataset, timestamp)
+        report.indices.add(index)
+        host = flat.get("host.name") or ""
+        at = seen.get(timestamp)
+        if at is None:
+            at = seen[timestamp] = {}
+            if len(seen) > _OCCURRENCE_LIMIT:
+                seen.popitem(last=False)
+        occurrence = at.get(raw, 0)
+        at[raw] = occurrence + 1
+        repeats = flat.get("event.repeated") or 1
+        report.datasets[dataset] += repeats
+        source_doc = nest(flat)
+        yield index, doc_id(dataset, host, timestamp, raw, occurrence), source_doc, ref, raw
+        for copy in range(1, repeats):
+            report.repeated_extra += 1
+            yield index, doc_id(dataset, host, timestamp, raw, f"{occurrence}.{copy}"), source_doc, ref, raw
+
+
+def _parsed_lines(source: LogInput, parser, fmt: str, ctx: ParseContext, report: FileReport,
+                  quarantine: Quarantine) -> Iterator[tuple[dict, bytes, str]]:
+    """(flat document, raw line, file:line) per parsed line; counts and quarantines the rest."""
     file_path = source.name
     default_dataset = parser.dataset
     default_host = ctx.host
-    seen: OrderedDict = OrderedDict()
     for number, raw in source.lines():
         report.read += 1
         ref = f"{file_path}:{number}"
@@ -191,7 +220,7 @@ def parse_documents(path: Path | LogInput, fmt: str, ctx: ParseContext, prefix: 
         if flat is None:
             report.skipped += 1
             continue
-        dataset = flat.setdefault("event.dataset", default_dataset)
+        flat.setdefault("event.dataset", default_dataset)
         if default_host and "host.name" not in flat:
             flat["host.name"] = default_host
         flat["log.file.path"] = file_path
@@ -202,24 +231,7 @@ def parse_documents(path: Path | LogInput, fmt: str, ctx: ParseContext, prefix: 
             flat["tags"] = ["invalid_utf8"]
             flat["event.original"] = redact(flags)
         report.parsed += 1
-        timestamp = flat["@timestamp"]
-        index = logs_index(prefix, dataset, timestamp)
-        report.indices.add(index)
-        host = flat.get("host.name") or ""
-        at = seen.get(timestamp)
-        if at is None:
-            at = seen[timestamp] = {}
-            if len(seen) > _OCCURRENCE_LIMIT:
-                seen.popitem(last=False)
-        occurrence = at.get(raw, 0)
-        at[raw] = occurrence + 1
-        repeats = flat.get("event.repeated") or 1
-        report.datasets[dataset] += repeats
-        source_doc = nest(flat)
-        yield index, doc_id(dataset, host, timestamp, raw, occurrence), source_doc, ref, raw
-        for copy in range(1, repeats):
-            report.repeated_extra += 1
-            yield index, doc_id(dataset, host, timestamp, raw, f"{occurrence}.{copy}"), source_doc, ref, raw
+        yield flat, raw, ref
 
 
 def _quarantine(quarantine: Quarantine, report: FileReport, raw: bytes, reason: str, ref: str, stage: str,

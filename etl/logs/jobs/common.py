@@ -202,6 +202,9 @@ class Finding:
     span: dt.timedelta = dt.timedelta(0)
     # Set when the finding continues a stored one of another day (index_findings).
     stored_id: str | None = None
+    # The merged findings-index document after index_findings wrote it: the lake row takes the
+    # incident's converged first/last seen and count from it (etl.logs.findings.write_lake).
+    stored: dict | None = field(default=None, repr=False, compare=False)
 
     @property
     def day(self) -> dt.date:

@@ -13,8 +13,9 @@ bad_protocol, negotiation_failed, listening (unknown); reverse_mapping_mismatch,
 connection_refused (failure); session_opened, session_closed (success);
 sudo (success, or failure for refused commands), su, cron, other (unknown).
 Older (RHEL/Fedora) PAM headers `sshd(pam_unix)[pid]: authentication failure; ... rhost=H user=U`
-give pam_authentication_failure (failure: such logs have no `Failed password` line; log.logger
-is the module); ftpd: ftp_connection (unknown), ftp_login_failed (failure); klogind/krshd:
+give pam_authentication_failure (failure, counted as an attempt; log.logger is the module); where
+the same process also logs `Failed password`/`Invalid user` for it, the loader renames the PAM
+line pam_authentication_failure_paired (not counted: etl/logs/attempts.py); ftpd: ftp_connection (unknown), ftp_login_failed (failure); klogind/krshd:
 kerberos_auth_failed (failure). `rhost=` may hold a host name: it becomes source.domain.
 `message repeated N times: [ X ]` is parsed as X with event.repeated = N (the loader then
 stores N documents)."""
