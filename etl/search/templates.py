@@ -49,9 +49,21 @@ def apply_points_template(client, settings: Settings) -> str:
         raise StoreError(f"cannot apply index template {name} at {redact_url(settings.es_url)}: "
                          f"{redact_url(str(exc))[:500]}") from None
     try:
-        client.indices.put_mapping(index=body["index_patterns"][0], allow_no_indices=True, ignore_unavailable=True,
-                                   expand_wildcards="open", properties=body["template"]["mappings"]["properties"])
+        _add_missing_fields(client, body["index_patterns"][0], body["template"]["mappings"]["properties"])
     except Exception as exc:  # e.g. an index made under an older, conflicting template: its points
         # are refused per document and quarantined at load with Elasticsearch's reason
         log.info("existing %s indices keep their mapping: %s", body["index_patterns"][0], str(exc)[:300])
     return name
+
+
+def _add_missing_fields(client, pattern: str, properties: dict) -> None:
+    """Put on each existing index only the fields its mapping lacks. Indices of an older layout
+    (e.g. v2, with doc values on host_name) keep their other fields as they are: re-sending those
+    would conflict and fail the whole request, new fields included."""
+    current = client.indices.get_mapping(index=pattern, allow_no_indices=True, ignore_unavailable=True,
+                                         expand_wildcards="open")
+    for index, body in current.items():
+        have = (body.get("mappings") or {}).get("properties") or {}
+        missing = {k: v for k, v in properties.items() if k not in have}
+        if missing:
+            client.indices.put_mapping(index=index, properties=missing)
