@@ -33,9 +33,11 @@ def register(logs_sub) -> None:
 
 
 def _run_load(args) -> int:
+    from etl import console
     from etl.config import load as load_settings
     from etl.logs.load import load_files
 
+    console.quiet_own_info(getattr(args, "verbose", False))  # the lines below are the report
     report = load_files(load_settings(), args.format, args.files, year=args.year, tz=args.tz,
                         host=args.host, run_id=args.run_id)
     for line in report.lines():
