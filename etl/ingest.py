@@ -373,7 +373,6 @@ class _OverlapMemory:
     def __init__(self, settings: Settings, client, point_source, window: Window, overlap: dt.timedelta):
         from etl import overlap_memory
 
-        self._memory = overlap_memory
         self.client, self.prefix, self.source = client, settings.es_index_prefix, point_source.name
         scope = (getattr(point_source, "hosts", None) or None, getattr(point_source, "itemids", None) or None)
         self.path = overlap_memory.memory_path(settings.home, self.prefix, self.source, scope)

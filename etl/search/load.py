@@ -93,11 +93,14 @@ class Documents:
             self.create = pc.less(at, before_ns).to_pylist()
         return self
 
+    def ops(self) -> list[str]:
+        """The bulk operation of each document, in row order."""
+        marks = self.create or ()
+        return ["create" if row < len(marks) and marks[row] else "index" for row in range(len(self))]
+
     def actions(self):
         """(action, source) pairs for streaming_bulk with `as_is`; the action is a dict, small."""
-        ops = self.create or ()
-        for row, (_id, index, source) in enumerate(zip(self.ids, self.indices, self.sources)):
-            op = "create" if row < len(ops) and ops[row] else "index"
+        for op, _id, index, source in zip(self.ops(), self.ids, self.indices, self.sources):
             yield {op: {"_index": index, "_id": _id}}, source
 
 
@@ -159,21 +162,20 @@ BULK_FILTER = "errors,items.*.status,items.*.error"
 
 
 def _chunks(docs: Documents, chunk_docs: int, chunk_bytes: int):
-    """(first row, NDJSON body) per bulk request: at most chunk_docs documents or ~chunk_bytes."""
-    ops = docs.create or ()
+    """(first row, documents, NDJSON body) per bulk request: at most chunk_docs documents or
+    ~chunk_bytes."""
     lines: list[str] = []
     size, first = 0, 0
-    for row, (_id, index, source) in enumerate(zip(docs.ids, docs.indices, docs.sources)):
-        op = "create" if row < len(ops) and ops[row] else "index"
+    for row, (op, _id, index, source) in enumerate(zip(docs.ops(), docs.ids, docs.indices, docs.sources)):
         # ids and index names never hold quotes or backslashes (digits, ':', '-', '.', a-z): safe as is
         line = f'{{"{op}":{{"_index":"{index}","_id":"{_id}"}}}}\n{source}\n'
         if lines and (len(lines) >= chunk_docs or size + len(line) > chunk_bytes):
-            yield first, "".join(lines).encode()
+            yield first, len(lines), "".join(lines).encode()
             lines, size, first = [], 0, row
         lines.append(line)
         size += len(line)
     if lines:
-        yield first, "".join(lines).encode()
+        yield first, len(lines), "".join(lines).encode()
 
 
 def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, on_chunk=None) -> LoadResult:
@@ -183,11 +185,10 @@ def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, on
     (retry_blocked_items re-sends the passing ones); transport failures raise StoreError."""
     result = LoadResult()
     try:
-        for first, body in _chunks(docs, chunk_docs, chunk_bytes):
+        for first, n_docs, body in _chunks(docs, chunk_docs, chunk_bytes):
             answer = client.bulk(operations=body, filter_path=BULK_FILTER)
             answer = getattr(answer, "body", answer)
             items = answer.get("items") or []
-            n_docs = body.count(b"\n") // 2
             if len(items) != n_docs:
                 raise StoreError(f"bulk answer holds {len(items)} items for {n_docs} documents")
             if not answer.get("errors"):
