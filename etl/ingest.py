@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import queue
 import sys
@@ -36,6 +37,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -70,6 +72,8 @@ class Summary:
     quarantined_at_source: int = 0                              # records the source could not convert
     load_failures: int = 0                                      # documents Elasticsearch refused
     already_stored: int = 0                                     # overlap points found stored (not rewritten)
+    overlap_reread_s: int | None = None                         # overlap seconds read again (None: all)
+    overlap_settled: int = 0                                    # overlap points the counts showed stored (not read)
     reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
     indices: list[str] = field(default_factory=list)
@@ -108,6 +112,9 @@ class Summary:
                 f"quarantined {self.points_quarantined} in {self.seconds:.1f}s ({rate:,.0f} points/s)")
         if self.already_stored:
             text += f"; {self.already_stored} overlap points were already stored"
+        if self.overlap_reread_s is not None:
+            text += (f"; overlap: {self.overlap_settled} points matched the source's counts and were not re-read, "
+                     f"{self.overlap_reread_s}s re-read")
         if self.quarantine_path:
             text += f"; quarantine {self.quarantine_path}"
         return text
@@ -310,7 +317,11 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
     shared = _SharedQuarantine(quarantine, point_source.name)
     memory = _OverlapMemory(settings, client, point_source, window, overlap) if overlap else None
     try:
-        batches = point_source.extract(extraction, run_id, shared)
+        reads = memory.reads(point_source, window, extraction) if memory else [extraction]
+        if memory is not None and memory.settled_s is not None:
+            summary.overlap_reread_s = sum(min(w.end_s, window.start_s) - w.start_s for w in reads)
+            summary.overlap_settled = memory.settled_points
+        batches = itertools.chain.from_iterable(point_source.extract(w, run_id, shared) for w in reads)
         # The overlap only adds what is missing (late values): points already stored are not rewritten,
         # and those the previous run recorded as loaded are not even sent (etl.overlap_memory).
         create_before = window.start_ns if extraction.start_ns < window.start_ns else None
@@ -380,6 +391,40 @@ class _OverlapMemory:
         self.next_span = (window.end_ns - overlap_ns, window.end_ns)
         self.known = overlap_memory.recall(self.path, window.start_ns - overlap_ns, window.start_ns, self._uuids)
         self.recorder = overlap_memory.Recorder(*self.next_span)
+        self.settled_s: list[tuple[int, int]] | None = None  # overlap spans not re-read (counts matched)
+        self.settled_points = 0
+
+    def reads(self, point_source, window: Window, extraction: Window) -> list[Window]:
+        """The windows to extract: the run's window and only the overlap slices where the source
+        holds points the memory does not (etl.overlap_check), or the whole extraction when the
+        source cannot count or there is no memory."""
+        from etl import overlap_check
+
+        count = getattr(point_source, "raw_count", None)
+        if (self.known is None or self.known.vt is None or count is None or extraction.start >= window.start
+                or extraction.start.microsecond or window.start.microsecond):  # counts are per whole second
+            return [extraction]
+        try:
+            times = self.known.times_in_tables(point_source.table_types(self.known.items))
+
+            def known(lo_s: int, hi_s: int) -> int:
+                return int(np.searchsorted(times, hi_s * 1_000_000_000) - np.searchsorted(times, lo_s * 1_000_000_000))
+
+            def source(lo_s: int, hi_s: int) -> int | None:
+                return count(Window(lo_s, hi_s))
+
+            lo_s, hi_s = extraction.start_s, window.start_s
+            reread = overlap_check.unsettled(lo_s, hi_s, source, known)
+        except MonetlError as exc:  # counting only saves work: read the whole overlap instead
+            log.info("overlap not settled by counts (%s): re-reading it", exc)
+            return [extraction]
+        if reread is None:
+            return [extraction]
+        self.settled_s = overlap_check.settled(lo_s, hi_s, reread)
+        self.settled_points = sum(known(lo, hi) for lo, hi in self.settled_s)
+        reads = [Window(lo, hi) for lo, hi in reread if hi < hi_s]
+        tail = reread[-1][0] if reread and reread[-1][1] == hi_s else hi_s
+        return reads + [Window(tail, window.end)]
 
     def _uuids(self, names: list[str]) -> dict[str, str]:
         got = self.client.indices.get_settings(index=",".join(names), name="index.uuid", ignore_unavailable=True,
@@ -394,6 +439,10 @@ class _OverlapMemory:
 
     def save(self) -> None:
         from etl.schema import points_index
+
+        for lo_s, hi_s in self.settled_s or ():
+            # settled slices were not read: their ids are the memory's, verified by the counts
+            self.recorder.add_ids(*self.known.ids(lo_s * 1_000_000_000, hi_s * 1_000_000_000))
 
         lo, hi = (dt.datetime.fromtimestamp(t / 1e9, dt.timezone.utc).date() for t in self.next_span)
         days = {lo + dt.timedelta(days=d) for d in range((hi - lo).days + 1)}

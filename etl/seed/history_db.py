@@ -102,6 +102,14 @@ def delete_history(conn, value_type: int, itemids: Iterable[int], start: int, en
         return cur.rowcount
 
 
+def analyze_history(conn, value_types: Iterable[int]) -> None:
+    """ANALYZE the history tables of these value types (allowed inside the seeding transaction,
+    whose own rows it counts)."""
+    with conn.cursor() as cur:
+        for value_type in value_types:
+            cur.execute(f"ANALYZE {HISTORY_TABLES[value_type]}")
+
+
 def rebuild_trends(conn, value_type: int, itemids: Iterable[int], start: int, end: int) -> int:
     """Recompute the trend rows of every hour touching [start, end) from the stored history, as
     the server would (uint average truncated to an integer). Returns the number of trend rows."""

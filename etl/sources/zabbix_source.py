@@ -11,8 +11,11 @@ from typing import Callable, Iterator
 
 from etl.config import Settings
 from etl.errors import ConfigError
+import numpy as np
+
+from etl.schema import NUMERIC_TYPES
 from etl.sources.base import RAW, ItemCatalog
-from etl.sources.zabbix_common import Span, chunks, history_cutoff
+from etl.sources.zabbix_common import Span, chunks, history_cutoff, plan_spans
 from etl.sources.zabbix_meta import VALUE_TYPES as HISTORY_VALUE_TYPES, Retention
 
 
@@ -76,6 +79,30 @@ class ZabbixSource:
                              for i in group)
                 for chunk in chunks(ids, per_request):
                     yield table_type, RAW, span, chunk
+
+    # -- overlap settling (etl.overlap_check) ------------------------------------------------------
+    def table_types(self, itemids: np.ndarray) -> np.ndarray:
+        """The history table (value type) `raw_count` counts for each item; -1 for one not in the catalog."""
+        catalog, _ = self.catalog()
+        items = catalog.items
+        return np.fromiter((items[i].value_type if i in items else -1 for i in itemids.tolist()),
+                           dtype=np.int8, count=len(itemids))
+
+    def raw_count(self, window) -> int | None:
+        """History rows of the items in scope with clock in `window`, each item counted in the table of
+        its current value type (earlier-type rows are not counted: see table_types); None when part of
+        the window is read from trends for some item (the count would not be comparable)."""
+        start_s, end_s = self._seconds(window)
+        total = 0
+        for (value_type, cutoff), ids in self._groups().items():
+            for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
+                if resolution != RAW:
+                    return None
+                total += self._count_rows(value_type, span, ids)
+        return total
+
+    def _count_rows(self, value_type: int, span: Span, itemids: list[int]) -> int:
+        raise NotImplementedError
 
     def _on_bad(self, quarantine) -> Callable[[dict, str], None]:
         catalog, _ = self.catalog()

@@ -74,3 +74,34 @@ def test_mask_at_design_scale_matches_a_set(tmp_path):
     known = om.recall(path, LO, HI, lambda names: {"idx": "u1"})
     truth = set(loaded[::2])
     assert known.mask(rows(loaded)).tolist() == [p in truth for p in loaded]
+
+
+def typed(points, value_type):
+    batch = rows(points)
+    return batch.append_column("value_type", pa.array([value_type] * len(points), pa.int8()))
+
+
+def test_counts_see_only_ids_of_the_tables_counted_and_settled_ids_carry_over(tmp_path):
+    recorder = om.Recorder(LO, HI)
+    recorder.add(typed([(7, 1000, 0), (7, 1060, 0), (9, 1200, 0)], 0), ())
+    recorder.add(typed([(9, 1100, 0)], 3), ())  # item 9's history under its earlier type
+    path = tmp_path / "m.npz"
+    recorder.save(path, {"idx": "u1"})
+    known = om.recall(path, LO, HI, lambda names: {"idx": "u1"})
+    # item 7 and 9 are float now: the count of `history` sees 3 of the 4 ids
+    assert (known.times_in_tables(np.array([0, 0], dtype=np.int8)) // S).tolist() == [1000, 1060, 1200]
+    itemids, at, vt = known.ids(1050 * S, 1300 * S)
+    assert sorted(zip(itemids.tolist(), (at // S).tolist(), vt.tolist())) == [(7, 1060, 0), (9, 1100, 3), (9, 1200, 0)]
+    nxt = om.Recorder(1050 * S, 1650 * S)
+    nxt.add_ids(itemids, at, vt)
+    nxt.save(path, {"idx": "u1"})
+    again = om.recall(path, 1050 * S, 1650 * S, lambda names: {"idx": "u1"})
+    assert again.mask(rows([(7, 1060, 0), (9, 1100, 0), (7, 1000, 0)])).tolist() == [True, True, False]
+
+
+def test_a_memory_written_before_value_types_were_kept_cannot_settle_counts(tmp_path):
+    path = tmp_path / "m.npz"
+    with open(path, "wb") as out:
+        np.savez(out, itemid=np.array([1]), at=np.array([LO]), index=np.array(["idx"]), uuid=np.array(["u1"]))
+    known = om.recall(path, LO, HI, lambda names: {"idx": "u1"})
+    assert known.vt is None and known.mask(rows([(1, 1000, 0)])).tolist() == [True]

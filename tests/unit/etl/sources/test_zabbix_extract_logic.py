@@ -397,3 +397,34 @@ def test_cli_exits_2_with_one_clear_line_when_the_api_keeps_answering_502(monkey
     assert code == 2
     errors = [line for line in err.splitlines() if line.startswith("monetl: error:")]
     assert errors == [f"monetl: error: zabbix API {url}: host.get failed 4 times: HTTP 502 Bad Gateway"], err
+
+
+@pytest.mark.parametrize("parallel", [2, 3])
+def test_parallel_requests_return_the_same_rows_as_one_at_a_time(tmp_path, parallel):
+    start = 1_790_000_000
+    # item 1 (float, with rows under an earlier uint type too) and item 2 (text): several plans, each
+    # split into many requests by the small budget and the wall
+    history = [{"itemid": 1, "vt": vt, "clock": start + s, "ns": k, "value": s + k}
+               for vt in (0, 3) for s in range(0, 300, 2) for k in (0, 1)]
+    history += [{"itemid": 2, "vt": 4, "clock": start + s, "ns": 0, "value": f"t{s}"} for s in range(300)]
+
+    def rows(par):
+        src = ZabbixApiSource(Settings(quarantine_dir=str(tmp_path)), api=FakeApi(history, wall=60), row_budget=50,
+                              now=dt.datetime.fromtimestamp(start + 400, dt.timezone.utc),
+                              parallel=par)
+        window = Window(dt.datetime.fromtimestamp(start, dt.timezone.utc),
+                        dt.datetime.fromtimestamp(start + 300, dt.timezone.utc))
+        got = [(r["itemid"], r["clock"], r["ns"], r["value_type"]) for b in src.extract(window, "r", None)
+               for r in b.to_pylist()]
+        return got, src
+
+    one, _ = rows(1)
+    many, src = rows(parallel)
+    assert len(one) == len(history) and sorted(many) == sorted(one)
+    assert src.stats["too_big"] + src.stats["over_budget"] >= 1  # splits happened inside the threads too
+
+
+def test_a_failure_in_a_parallel_request_reaches_the_caller(tmp_path):
+    src = ZabbixApiSource(Settings(quarantine_dir=str(tmp_path)), api=ScriptedApi([_http(403)] * 50), parallel=2)
+    with pytest.raises(SourceError):
+        list(src._fetched(iter([(0, "raw", Span(0, 10), [1]), (0, "raw", Span(0, 10), [2])])))
