@@ -103,22 +103,26 @@ Count = Callable[[Span, Sequence[int]], int]
 
 
 def fetch_under_budget(span: Span, itemids: Sequence[int], budget: int, count: Count, fetch: Fetch,
-                       stats: dict[str, int] | None = None) -> Iterator[list]:
+                       stats: dict[str, int] | None = None, estimate: Count | None = None) -> Iterator[list]:
     """Yield row lists covering `span` x `itemids`, each request at most `budget` rows.
 
     countOutput sizes the first cut (k equal time slices for k x budget rows); a request that still
     fails (TooBig) or comes back over budget is halved in time, and at one second it is halved by
     items. Each request is asked for budget+1 rows so "over budget" is seen without a second count.
     Spans are disjoint inclusive second ranges, so nothing is read twice at a boundary.
-    stats (optional) counts re-plans: "over_budget" and "too_big"."""
+    stats (optional) counts re-plans: "over_budget" and "too_big".
+    estimate (optional) guesses the rows of the whole request: when it fits the budget the first
+    request is the fetch itself, without a count (each request costs the frontend ~50 ms whatever its
+    size); a wrong guess costs one over-budget answer, which is cut in two like any other."""
     stats = stats if stats is not None else {}
-    todo: list[tuple[Span, list[int], int | None]] = [(span, list(itemids), None)]
+    first = _UNCOUNTED if estimate is not None and estimate(span, itemids) <= budget else None
+    todo: list[tuple[Span, list[int], int | None]] = [(span, list(itemids), first)]
     while todo:
         part, ids, known = todo.pop()
         n = count(part, ids) if known is None else known
         if n == 0:
             continue
-        if n > budget and _splittable(part, ids):
+        if n != _UNCOUNTED and n > budget and _splittable(part, ids):
             stats["over_budget"] = stats.get("over_budget", 0) + 1
             todo.extend(reversed(_cut(part, ids, math.ceil(n / budget))))
             continue
@@ -137,6 +141,9 @@ def fetch_under_budget(span: Span, itemids: Sequence[int], budget: int, count: C
             todo.extend(reversed(_cut(part, ids, 2)))
             continue
         yield rows
+
+
+_UNCOUNTED = -1  # a request fetched without a count first
 
 
 def _splittable(part: Span, ids: list[int]) -> bool:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 from etl.config import Settings
@@ -93,13 +94,17 @@ class ZabbixSource:
         its current value type (earlier-type rows are not counted: see table_types); None when part of
         the window is read from trends for some item (the count would not be comparable)."""
         start_s, end_s = self._seconds(window)
-        total = 0
+        tasks = []
         for (value_type, cutoff), ids in self._groups().items():
             for resolution, span in plan_spans(start_s, end_s, cutoff, value_type in NUMERIC_TYPES, self.use_trends):
                 if resolution != RAW:
                     return None
-                total += self._count_rows(value_type, span, ids)
-        return total
+                tasks.append((value_type, span, ids))
+        workers = max(1, getattr(self, "parallel", 1))
+        if workers == 1 or len(tasks) < 2:
+            return sum(self._count_rows(*task) for task in tasks)
+        with ThreadPoolExecutor(workers, thread_name_prefix="zabbix-count") as pool:
+            return sum(pool.map(lambda task: self._count_rows(*task), tasks))
 
     def _count_rows(self, value_type: int, span: Span, itemids: list[int]) -> int:
         raise NotImplementedError

@@ -249,13 +249,12 @@ def test_api_source_reads_history_of_an_earlier_value_type_with_its_own_type(tmp
     assert (rows[2]["log_timestamp"], rows[2]["log_source"], rows[2]["log_severity"], rows[2]["log_eventid"]) == \
         (start - 9, "Security", 4, 4625)
     assert (rows[3]["value_type"], rows[3]["value"], rows[3]["value_uint"], rows[3]["log_source"]) == (0, 0.5, None, None)
-    # one countOutput per table holding everything of the other types (the float and the text item
-    # share them), then fetches only where rows are
-    probes = sorted((p["history"], p["itemids"]) for m, p in api.calls if m == "history.get" and p.get("countOutput"))
-    assert probes == [(0, [1]), (0, [2]), (1, [1, 2]), (2, [1, 2]), (3, [1, 2]), (4, [1]), (4, [2])]
-    fetched = sorted(p["history"] for m, p in api.calls if m == "history.get" and not p.get("countOutput")
-                     and 1 in p["itemids"])
-    assert fetched == [0, 2, 3]
+    # one request per table holding everything of the other types (the float and the text item
+    # share them); a window this short fits the row budget, so each is the fetch itself (a count
+    # comes first only where the expected rows would not fit: tests/.._a_request_expected_to_fit..)
+    requests = sorted((p["history"], p["itemids"]) for m, p in api.calls if m == "history.get")
+    assert requests == [(0, [1]), (0, [2]), (1, [1, 2]), (2, [1, 2]), (3, [1, 2]), (4, [1]), (4, [2])]
+    assert not any(p.get("countOutput") for m, p in api.calls if m == "history.get")
     assert sum(src.count(window, dt.timedelta(minutes=5)).values()) == 3
 
 
@@ -428,3 +427,17 @@ def test_a_failure_in_a_parallel_request_reaches_the_caller(tmp_path):
     src = ZabbixApiSource(Settings(quarantine_dir=str(tmp_path)), api=ScriptedApi([_http(403)] * 50), parallel=2)
     with pytest.raises(SourceError):
         list(src._fetched(iter([(0, "raw", Span(0, 10), [1]), (0, "raw", Span(0, 10), [2])])))
+
+
+def test_a_request_expected_to_fit_is_fetched_without_a_count_and_a_wrong_guess_is_cut():
+    per_second = {s: 1 for s in range(600)}
+    count, fetch, calls = _fake_store(per_second, wall=10**9)
+    got = [r for rows in fetch_under_budget(Span(0, 599), [1, 2], 2000, count, fetch, estimate=lambda span, ids: 20)
+           for r in rows]
+    assert len(got) == 1200 and [c[0] for c in calls] == ["fetch"]
+    calls.clear()
+    stats = {}
+    got = [r for rows in fetch_under_budget(Span(0, 599), [1, 2], 500, count, fetch, stats,
+                                            estimate=lambda span, ids: 20) for r in rows]
+    assert sorted(got) == sorted((i, s, 0) for s in range(600) for i in (1, 2))
+    assert calls[0][0] == "fetch" and stats["over_budget"] >= 1  # the guess was wrong: cut and counted
