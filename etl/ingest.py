@@ -73,7 +73,7 @@ class Summary:
     load_failures: int = 0                                      # documents Elasticsearch refused
     already_stored: int = 0                                     # overlap points found stored (not rewritten)
     overlap_reread_s: int | None = None                         # overlap seconds read again (None: all)
-    overlap_settled: int = 0                                    # overlap points the counts showed stored (not read)
+    overlap_settled: int = 0                                    # of already_stored: not read (counts matched)
     reasons: dict[str, int] = field(default_factory=dict)
     quarantine_path: str | None = None
     indices: list[str] = field(default_factory=list)
@@ -320,7 +320,11 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
         reads = memory.reads(point_source, window, extraction) if memory else [extraction]
         if memory is not None and memory.settled_s is not None:
             summary.overlap_reread_s = sum(min(w.end_s, window.start_s) - w.start_s for w in reads)
-            summary.overlap_settled = memory.settled_points
+            # stored points as much as the overlap rows found stored: counted loaded and already stored
+            settled = memory.settled_by_type()
+            summary.overlap_settled = sum(settled.values())
+            loaded += settled
+            summary.already_stored += summary.overlap_settled
         batches = itertools.chain.from_iterable(point_source.extract(w, run_id, shared) for w in reads)
         # The overlap only adds what is missing (late values): points already stored are not rewritten,
         # and those the previous run recorded as loaded are not even sent (etl.overlap_memory).
@@ -392,7 +396,6 @@ class _OverlapMemory:
         self.known = overlap_memory.recall(self.path, window.start_ns - overlap_ns, window.start_ns, self._uuids)
         self.recorder = overlap_memory.Recorder(*self.next_span)
         self.settled_s: list[tuple[int, int]] | None = None  # overlap spans not re-read (counts matched)
-        self.settled_points = 0
 
     def reads(self, point_source, window: Window, extraction: Window) -> list[Window]:
         """The windows to extract: the run's window and only the overlap slices where the source
@@ -421,7 +424,6 @@ class _OverlapMemory:
         if reread is None:
             return [extraction]
         self.settled_s = overlap_check.settled(lo_s, hi_s, reread)
-        self.settled_points = sum(known(lo, hi) for lo, hi in self.settled_s)
         reads = [Window(lo, hi) for lo, hi in reread if hi < hi_s]
         tail = reread[-1][0] if reread and reread[-1][1] == hi_s else hi_s
         return reads + [Window(tail, window.end)]
@@ -436,6 +438,15 @@ class _OverlapMemory:
         self.recorder.add(prepared.batch, failed_rows)
         if prepared.known is not None:
             self.recorder.add(prepared.known, ())
+
+    def settled_by_type(self) -> Counter:
+        """The remembered points of the settled spans, per value type name."""
+        counts: Counter = Counter()
+        for lo_s, hi_s in self.settled_s or ():
+            _, _, vt = self.known.ids(lo_s * 1_000_000_000, hi_s * 1_000_000_000)
+            for value_type, n in zip(*np.unique(vt, return_counts=True)):
+                counts[_TYPE_NAMES.get(int(value_type), str(value_type))] += int(n)
+        return counts
 
     def save(self) -> None:
         from etl.schema import points_index
