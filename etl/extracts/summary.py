@@ -12,10 +12,31 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from etl.config import Settings
+from etl.extracts.periods import report_day_window, zone
 
 TEMPLATE = Path(__file__).resolve().parent / "templates" / "summary.html"
 TOP_N = 10
 DAYS = 14
+
+
+@dataclass(frozen=True)
+class DayCover:
+    """How much of a report day the lake held when the extract was built: today's column, or the
+    first day after an expiry, holds only the compacted part, and its 100% is not a full day's."""
+    minutes: int        # minutes of the day inside the lake's published days
+    day_minutes: int    # the day's length (23 or 25 hours on a DST change)
+    held: str = ""      # "to 08:00" / "from 08:00" (report time), "" when the side is not known
+
+    @property
+    def partial(self) -> bool:
+        return self.minutes < self.day_minutes
+
+    def span(self) -> str:
+        side = f", {self.held}" if self.held else ""
+        return f"{self.minutes} of {self.day_minutes} min{side}"
+
+    def text(self) -> str:
+        return f"the lake holds {self.span()}"
 
 
 @dataclass
@@ -25,8 +46,10 @@ class SummaryData:
     days: list[dt.date] = field(default_factory=list)
     extracts: list[tuple[str, dict[str, int]]] = field(default_factory=list)   # (file, table -> rows)
     cpu_top: list[tuple[str, float, float]] = field(default_factory=list)     # (host label, max p95, avg)
-    heat: dict[tuple[str, dt.date], tuple[float | None, int]] = field(default_factory=dict)  # -> (% up, no-data min)
+    # (host label, day) -> (% up, no-data min, minutes of the day the figure covers)
+    heat: dict[tuple[str, dt.date], tuple[float | None, int, int]] = field(default_factory=dict)
     heat_hosts: list[str] = field(default_factory=list)
+    day_covers: dict[dt.date, DayCover] = field(default_factory=dict)   # days of the heat map
     findings: list[tuple[dt.date, str, int]] = field(default_factory=list)    # (day, severity, findings)
     trades: list[tuple[dt.date, int, float | None, int, float | None]] = field(default_factory=list)
     # (day, volume, success rate, SLA breaches, worst minute p95 ms)
@@ -76,22 +99,64 @@ def _heat_color(pct: float | None) -> str:
     return "#e74c3c"
 
 
+def day_covers(covered: dict[dt.date, float], tz: str, first: dt.date | None = None,
+               last: dt.date | None = None) -> dict[dt.date, DayCover]:
+    """Covered minutes per report day (from the facts) -> DayCover. [first, last]: the days the
+    extract has rows for. The lake covers one contiguous span, so a partial day after the first
+    one lacks its end and one before the last lacks its start."""
+    out = {}
+    for day, minutes in covered.items():
+        window = report_day_window(day, tz)
+        full = round(window.duration.total_seconds() / 60)
+        held_min = min(full, round(minutes))
+        held = ""
+        if 0 < held_min < full:
+            if first is not None and day > first:
+                held = f"to {(window.start + dt.timedelta(minutes=held_min)).astimezone(zone(tz)):%H:%M}"
+            elif last is not None and day < last:
+                held = f"from {(window.end - dt.timedelta(minutes=held_min)).astimezone(zone(tz)):%H:%M}"
+        out[day] = DayCover(held_min, full, held)
+    return out
+
+
+def _heat_head(day: dt.date, cover: DayCover | None) -> str:
+    if cover is None or not cover.partial:
+        return f'<th title="{day.isoformat()}">{day:%m-%d}</th>'
+    tip = f"{day.isoformat()}: partial day, {cover.text()}"
+    return (f'<th class="partial" title="{_e(tip)}">{day:%m-%d}*'
+            f'<br><small>{_e(cover.held or "partial")}</small></th>')
+
+
 def heat_map_html(data: SummaryData) -> str:
     if not data.heat_hosts:
         return '<p class="empty">No availability data for these days.</p>'
-    head = "".join(f'<th title="{d.isoformat()}">{d:%m-%d}</th>' for d in data.days)
+    covers = {d: c for d, c in data.day_covers.items() if d in data.days}
+    head = "".join(_heat_head(d, covers.get(d)) for d in data.days)
     rows = []
     for host in data.heat_hosts:
         cells = []
         for day in data.days:
-            pct, missing = data.heat.get((host, day), (None, 0))
+            pct, missing, minutes = data.heat.get((host, day), (None, 0, 0))
+            cover = covers.get(day)
+            partial = cover is not None and cover.partial
             text = "" if pct is None else f"{pct:.0f}" if pct < 99.95 else ""
-            tip = (f"{host} {day}: no check data" if pct is None
-                   else f"{host} {day}: up {pct:.2f}% of the minutes (data and checks up), {missing} min without data")
-            cells.append(f'<td style="background:{_heat_color(pct)}" title="{_e(tip)}">{text}</td>')
+            if pct is None:
+                tip = f"{host} {day}: no check data"
+            else:
+                span = (f"the {minutes} min of the day in the lake ({cover.held + '; ' if cover.held else ''}"
+                        f"the day has {cover.day_minutes})" if partial else "the minutes")
+                tip = (f"{host} {day}: up {pct:.2f}% of {span} (data and checks up), "
+                       f"{missing} min without data")
+            cls = ' class="partial"' if partial else ""
+            cells.append(f'<td{cls} style="background:{_heat_color(pct)}" title="{_e(tip)}">{text}</td>')
         rows.append(f'<tr><th class="host">{_e(host)}</th>{"".join(cells)}</tr>')
     legend = "".join(f'<span><i style="background:{_heat_color(v)}"></i>{t}</span>' for v, t in
                      ((100, "100%"), (99.5, "≥99%"), (97, "≥95%"), (90, "≥80%"), (50, "<80%"), (None, "no data")))
+    partial_days = [(d, c) for d, c in sorted(covers.items()) if c.partial]
+    if partial_days:
+        which = "; ".join(f"{d:%m-%d}: {c.span()}" for d, c in partial_days)
+        legend += (f'<div class="partial-note">* partial day: the lake holds only part of it (not compacted '
+                   f'yet, or expired), its figures cover that part and nothing outside it: {_e(which)}</div>')
     return (f'<table class="heat"><thead><tr><th></th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
             f'<div class="legend">{legend}</div>')
 
@@ -195,18 +260,28 @@ def collect(settings: Settings, days: list[dt.date] | None = None) -> SummaryDat
                 SELECT h.host, h.host_name, f.date_key,
                        min(f.minutes_with_data * 100.0 / nullif(f.minutes_with_data + f.no_data_minutes, 0)
                            * coalesce(f.up_ratio, 1)),
-                       max(f.no_data_minutes)
+                       max(f.no_data_minutes),
+                       max(f.minutes_with_data + f.no_data_minutes)
                 FROM {qualified('fact_availability_daily')} f
                 JOIN {qualified('dim_host')} h ON h.host_key = f.host_key
                 WHERE {between} GROUP BY h.host, h.host_name, f.date_key""")
             labels = {}
-            for host, name, day, pct, missing in rows:
+            # Minutes of each day the facts were computed over (period_minutes: the part of the
+            # day inside the lake's published days), to tell a partial day from a full one.
+            covered: dict[dt.date, float] = {}
+            for host, name, day, pct, missing, minutes in rows:
                 label = labels.setdefault(host, _host_label(host, name))
                 day = dt.date(day.year, day.month, day.day)
-                data.heat[(label, day)] = (None if pct is None else float(pct), int(missing or 0))
+                data.heat[(label, day)] = (None if pct is None else float(pct), int(missing or 0), int(minutes or 0))
+                covered[day] = max(covered.get(day, 0.0), float(minutes or 0))
+            low, high = read_query(process, files["availability"], f"SELECT min(date_key), max(date_key) "
+                                   f"FROM {qualified('fact_availability_daily')}")[0]
+            data.day_covers = day_covers(covered, data.tz,
+                                         None if low is None else dt.date(low.year, low.month, low.day),
+                                         None if high is None else dt.date(high.year, high.month, high.day))
             # Least available hosts first: they are what the reader is looking for.
             worst = {}
-            for (label, _), (pct, _) in data.heat.items():
+            for (label, _), (pct, _, _) in data.heat.items():
                 worst[label] = min(worst.get(label, 101.0), 101.0 if pct is None else pct)
             data.heat_hosts = sorted(worst, key=lambda h: (worst[h], h))
         if "findings" in files:

@@ -128,26 +128,21 @@ def check_ingest(settings, es, source: str, now: float) -> Check:
 # last SCOPE_HOURS, i.e. the hosts monetl ingests. A Zabbix also holds hosts nobody ingests (the
 # server's own "Zabbix server", other teams' and test hosts): counting them reads as permanent gaps.
 SCOPE_HOURS = 24
+HOST_PAGE = 5000  # hosts per composite page
 
 
 def ingested_hosts(es, prefix: str, source: str, since: float) -> list[str]:
     """Hosts with a point of `source` in Elasticsearch since `since` (epoch s), paged (composite)."""
     from etl.schema import points_index_pattern
+    from etl.search.composite import composite_buckets
 
-    hosts: list[str] = []
-    after = None
-    while True:
-        composite = {"size": 5000, "sources": [{"host": {"terms": {"field": "host"}}}]}
-        if after:
-            composite["after"] = after
-        found = es.search(index=points_index_pattern(prefix, source), size=0, track_total_hits=False,
-                          query={"range": {"clock": {"gte": int(since), "format": "epoch_second"}}},
-                          aggs={"hosts": {"composite": composite}}, ignore_unavailable=True, allow_no_indices=True)
-        agg = found.get("aggregations", {}).get("hosts", {})
-        hosts += [b["key"]["host"] for b in agg.get("buckets", [])]
-        after = agg.get("after_key")
-        if not after or not agg.get("buckets"):
-            return hosts
+    def search(aggs: dict) -> dict:
+        return es.search(index=points_index_pattern(prefix, source), size=0, track_total_hits=False,
+                         query={"range": {"clock": {"gte": int(since), "format": "epoch_second"}}},
+                         aggs=aggs, ignore_unavailable=True, allow_no_indices=True)
+
+    return [b["key"]["host"] for b in composite_buckets(
+        search, [{"host": {"terms": {"field": "host"}}}], size=HOST_PAGE, name="hosts")]
 
 
 def check_gaps(settings, es, source: str, now: float, hours: int, hosts: list[str] | None = None) -> Check:

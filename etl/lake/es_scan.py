@@ -21,6 +21,7 @@ import pyarrow.json as pj
 
 from etl.errors import StoreError
 from etl.schema import point_schema
+from etl.search.composite import composite_buckets
 
 log = logging.getLogger(__name__)
 
@@ -228,24 +229,17 @@ def item_stats(es, index: str) -> dict[str, dict]:
     stats: dict[str, dict] = {}
     # The store maps clock as a date (epoch_second): its aggregations answer in milliseconds.
     scale = 1000 if _field_type(es, index, "clock") in ("date", "date_nanos") else 1
-    after = None
-    while True:
-        composite: dict = {"size": 5000, "sources": [{"itemid": {"terms": {"field": "itemid"}}}]}
-        if after:
-            composite["after"] = after
-        resp = es.search(index=index, size=0, track_total_hits=True, aggs={"items": {
-            "composite": composite,
-            "aggs": {"min_clock": {"min": {"field": "clock"}}, "max_clock": {"max": {"field": "clock"}}}}})
-        agg = resp["aggregations"]["items"]
-        for bucket in agg["buckets"]:
-            stats[str(int(bucket["key"]["itemid"]))] = {
-                "rows": int(bucket["doc_count"]),
-                "min_clock": int(bucket["min_clock"]["value"]) // scale,
-                "max_clock": int(bucket["max_clock"]["value"]) // scale,
-            }
-        after = agg.get("after_key")
-        if not after or not agg["buckets"]:
-            return stats
+    for bucket in composite_buckets(
+            lambda aggs: es.search(index=index, size=0, track_total_hits=True, aggs=aggs),
+            [{"itemid": {"terms": {"field": "itemid"}}}],
+            {"min_clock": {"min": {"field": "clock"}}, "max_clock": {"max": {"field": "clock"}}},
+            size=5000, name="items"):
+        stats[str(int(bucket["key"]["itemid"]))] = {
+            "rows": int(bucket["doc_count"]),
+            "min_clock": int(bucket["min_clock"]["value"]) // scale,
+            "max_clock": int(bucket["max_clock"]["value"]) // scale,
+        }
+    return stats
 
 
 def _field_type(es, index: str, field: str) -> str | None:

@@ -7,6 +7,7 @@ import datetime as dt
 
 from etl.errors import StoreError
 from etl.schema import points_index_pattern
+from etl.search.composite import composite_buckets
 from etl.window import Window
 
 
@@ -25,31 +26,22 @@ def bucket_counts(client, prefix: str, source: str, window: Window, bucket: dt.t
     step = int(bucket.total_seconds())
     if step <= 0:
         raise StoreError("bucket must be at least one second")
-    counts: dict[dt.datetime, int] = {}
     query = _window_query(source, window)
     if hosts:
         query["bool"]["filter"].append({"terms": {"host": list(hosts)}})
-    after = None
-    while True:
-        source_spec = [{"start": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{step}s"}}}]
-        composite = {"size": 1000, "sources": source_spec}
-        if after:
-            composite["after"] = after
+
+    def search(aggs: dict) -> dict:
         try:
-            response = client.search(index=points_index_pattern(prefix, source), size=0, track_total_hits=False,
-                                     query=query, aggs={"buckets": {"composite": composite}},
-                                     ignore_unavailable=True, allow_no_indices=True)
+            return client.search(index=points_index_pattern(prefix, source), size=0, track_total_hits=False,
+                                 query=query, aggs=aggs, ignore_unavailable=True, allow_no_indices=True)
         except Exception as exc:
             from etl.search.client import redact_url
 
             raise StoreError(f"cannot count {source} points in {window}: {redact_url(str(exc))[:500]}") from None
-        aggregation = (response.get("aggregations") or {}).get("buckets") or {}
-        for item in aggregation.get("buckets", []):
-            start = dt.datetime.fromtimestamp(item["key"]["start"] / 1000, tz=dt.timezone.utc)
-            counts[start] = item["doc_count"]
-        after = aggregation.get("after_key")
-        if not after or not aggregation.get("buckets"):
-            return counts
+
+    by_start = [{"start": {"date_histogram": {"field": "@timestamp", "fixed_interval": f"{step}s"}}}]
+    return {dt.datetime.fromtimestamp(item["key"]["start"] / 1000, tz=dt.timezone.utc): item["doc_count"]
+            for item in composite_buckets(search, by_start, size=1000, name="buckets")}
 
 
 def count(client, prefix: str, source: str, window: Window) -> int:

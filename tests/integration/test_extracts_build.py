@@ -296,6 +296,12 @@ def test_summary_and_run_demo(lake, built):
     assert "<svg" in text and "核心数据库 (db01)" in text
     # db01's worst day in the heat map is 11-23 (2 h down out of 16 h covered).
     assert f"{100 * (960 - 120) / 960:.0f}" in text
+    # The lake's first and last report days are partial (UTC 11-23 and 11-24 seen from Shanghai),
+    # and the heat map's columns say so; the whole day 11-24 does not.
+    head = text[text.index('<table class="heat"'):text.index("</thead>", text.index('<table class="heat"'))]
+    assert "11-23*" in head and "from 08:00" in head and "11-25*" in head and "to 08:00" in head
+    assert "11-24*" not in head
+    assert "the lake holds 480 of 1440 min, to 08:00" in text
     # Trades of 11-24 (local): minute metrics only, the window row is not added again.
     assert "<tr><th>2026-11-24</th><td>167</td>" in text
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Iterator
 
 from etl.errors import ConfigError, StoreError
+from etl.search.composite import composite_buckets as composite_pages
 from etl.window import UTC, Window
 
 RULES_FILE = Path(__file__).resolve().parents[3] / "schemas" / "logs" / "rules.json"
@@ -105,23 +106,8 @@ def search(es, index: str, query: dict, aggs: dict, **extra) -> dict:
 
 def composite_buckets(es, index: str, query: dict, sources: list[dict], aggs: dict | None = None,
                       page_size: int = 500) -> Iterator[dict]:
-    """Every bucket of a composite aggregation, paged with after_key (the only way to walk all
-    groups without a size cap)."""
-    after = None
-    while True:
-        composite: dict = {"size": page_size, "sources": sources}
-        if after is not None:
-            composite["after"] = after
-        body = {"groups": {"composite": composite}}
-        if aggs:
-            body["groups"]["aggs"] = aggs
-        result = search(es, index, query, body)
-        groups = result.get("aggregations", {}).get("groups", {})
-        buckets = groups.get("buckets", [])
-        yield from buckets
-        after = groups.get("after_key")
-        if not buckets or after is None or len(buckets) < page_size:
-            return
+    """Every bucket of a composite aggregation ("groups") over the log index, all pages."""
+    return composite_pages(lambda body: search(es, index, query, body), sources, aggs, page_size, name="groups")
 
 
 def severity_for(rule: dict, count: float) -> str:

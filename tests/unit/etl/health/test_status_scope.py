@@ -22,21 +22,26 @@ INGESTED = ["trading-01", "web-01"]
 
 
 class FakeEs:
-    """Answers the composite host aggregation from per-source host lists, in pages of `page`."""
+    """Answers the composite host aggregation from per-source host lists as Elasticsearch pages it:
+    at most the composite's `size` buckets after its `after` key, after_key on every non-empty page."""
 
-    def __init__(self, hosts: dict[str, list[str]], page: int = 1):
-        self.hosts, self.page, self.searches = hosts, page, []
+    def __init__(self, hosts: dict[str, list[str]]):
+        self.hosts, self.searches, self.afters = hosts, [], []
 
     def search(self, index, aggs=None, query=None, **kw):
         self.searches.append((index, query))
         source = index.split("-points-")[1].rstrip("-*")
         names = sorted(self.hosts.get(source, []))
-        after = (aggs["hosts"]["composite"].get("after") or {}).get("host")
-        rest = [h for h in names if after is None or h > after][: self.page]
-        out = {"buckets": [{"key": {"host": h}, "doc_count": 1} for h in rest]}
+        (name, agg), = aggs.items()
+        composite = agg["composite"]
+        (field, _), = (next(iter(s.items())) for s in composite["sources"])
+        after = (composite.get("after") or {}).get(field)
+        self.afters.append(after)
+        rest = [h for h in names if after is None or h > after][: composite["size"]]
+        out = {"buckets": [{"key": {field: h}, "doc_count": 1} for h in rest]}
         if rest:
-            out["after_key"] = {"host": rest[-1]}
-        return {"aggregations": {"hosts": out}}
+            out["after_key"] = {field: rest[-1]}
+        return {"aggregations": {name: out}}
 
 
 @pytest.fixture
@@ -87,12 +92,16 @@ def test_status_cli_pushes_only_with_push(world, monkeypatch, capsys):
     assert "gaps zabbix" in capsys.readouterr().out
 
 
-def test_unscoped_gap_check_counts_the_hosts_monetl_ingests(world):
+def test_unscoped_gap_check_counts_the_hosts_monetl_ingests(world, monkeypatch):
     settings, _, calls = world
-    es = FakeEs({"zabbix": INGESTED, "kcmm": ["desk-01", "desk-02", "desk-03"]}, page=2)
+    monkeypatch.setattr(status, "HOST_PAGE", 2)
+    es = FakeEs({"zabbix": INGESTED, "kcmm": ["desk-01", "desk-02", "desk-03"]})
     status.collect(settings, es=es, now=NOW)
     # Paged: 3 desktops in pages of 2; "Zabbix server" and test hosts never reach the comparison.
     assert calls == [("zabbix", INGESTED), ("kcmm", ["desk-01", "desk-02", "desk-03"])]
+    # zabbix: a full page of 2 then an empty one; kcmm: a full page then the short last one.
+    assert [i for i, _ in es.searches] == ["unit-points-zabbix-*"] * 2 + ["unit-points-kcmm-*"] * 2
+    assert es.afters == [None, "web-01", None, "desk-02"]
     index, query = es.searches[0]
     assert index == "unit-points-zabbix-*"
     assert query["range"]["clock"]["gte"] == int(NOW) - status.SCOPE_HOURS * 3600
