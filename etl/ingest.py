@@ -19,7 +19,8 @@ Extraction is widened backwards by `overlap` (default 10 min): a value Zabbix re
 buffer, agent reconnect) for a window already loaded is picked up by the next run. Overlap points
 go as bulk `create`, so those already stored are answered 409 and counted (`already_stored`)
 instead of being rewritten: a run writes about its new points only, and the day index gathers no
-deleted documents. The window's own points (and backfill, replay) use `index`, so a re-run after a
+deleted documents. With the previous run's memory (etl.overlap_memory) overlap points it loaded
+are not sent, and where the source's counts match the memory (etl.overlap_check) not even read. The window's own points (and backfill, replay) use `index`, so a re-run after a
 fix still overwrites changed values."""
 
 from __future__ import annotations
