@@ -324,6 +324,7 @@ class GESampler:
         self._offset = 0  # keeps the stride going across batch boundaries
         self.total = GEReport()
         self._flagged: set[str] = set()
+        self._loaded = False
 
     def offer(self, batch: pa.RecordBatch, failed: set[str]) -> None:
         if batch.num_rows == 0:
@@ -335,7 +336,11 @@ class GESampler:
             self._pending.append(batch.take(pa.array(rows, type=pa.int64())))
             self._pending_rows += len(rows)
         self._flagged.update(failed)
-        if self._pending_rows >= (self.sample_rows or 1):
+        # The first sample is validated at once: GE's import and context (~100+ MB) then sit under
+        # the run's peak from the start, so the peak does not depend on whether the span reaches
+        # the first full sample while the pipeline's buffers are full.
+        if self._pending_rows >= (self.sample_rows or 1) or (self._pending_rows and not self._loaded):
+            self._loaded = True
             self._run()
 
     def finish(self) -> GEReport:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Iterable, Iterator, Protocol, Sequence, runtime_checkable
 
 import numpy as np
@@ -68,15 +69,20 @@ _META_COLUMNS = ("host", "host_name", "host_groups", "itemid", "key", "item_name
 
 
 class ItemCatalog:
-    """Per-item metadata as one Arrow table plus an itemid -> row lookup, built once per run."""
+    """Per-item metadata as one Arrow table plus an itemid -> row lookup, built once per run.
+
+    `itemids` and `value_types` are the table's columns as numpy arrays (planning groups 100,000
+    items by them); `items` maps itemid -> ItemMeta. Built from ItemMeta objects (KCMM, tests) or,
+    at fleet size, straight from columns (`from_table`: no per-item object until one is asked for)."""
 
     def __init__(self, source: str, items: Iterable[ItemMeta]):
         self.source = source
-        self.items: dict[int, ItemMeta] = {}
+        by_id: dict[int, ItemMeta] = {}
         for item in items:
-            self.items[int(item.itemid)] = item
+            by_id[int(item.itemid)] = item
+        self.items: Mapping[int, ItemMeta] = by_id
         schema = point_schema()
-        ordered = list(self.items.values())
+        ordered = list(by_id.values())
         columns = {
             "host": [i.host for i in ordered],
             "host_name": [i.host_name for i in ordered],
@@ -90,12 +96,29 @@ class ItemCatalog:
         }
         self.table = pa.table({name: pa.array(columns[name], type=schema.field(name).type)
                                for name in _META_COLUMNS})
-        ids = np.fromiter(self.items.keys(), dtype=np.int64, count=len(self.items))
-        self._sorted_order = np.argsort(ids, kind="stable")
-        self._sorted_ids = ids[self._sorted_order]
+        self._index()
+
+    @classmethod
+    def from_table(cls, source: str, table: pa.Table) -> "ItemCatalog":
+        """A catalog over a metadata table with the _META_COLUMNS of point_schema() and unique itemids."""
+        schema = point_schema()
+        catalog = cls.__new__(cls)
+        catalog.source = source
+        catalog.table = pa.table({name: table.column(name).cast(schema.field(name).type) for name in _META_COLUMNS})
+        catalog._index()
+        if len(catalog._sorted_ids) > 1 and (np.diff(catalog._sorted_ids) == 0).any():
+            raise ValueError(f"{source} catalog table repeats an itemid")
+        catalog.items = _TableItems(catalog)
+        return catalog
+
+    def _index(self) -> None:
+        self.itemids = np.asarray(self.table.column("itemid").to_numpy(), dtype=np.int64)
+        self.value_types = np.asarray(self.table.column("value_type").to_numpy(), dtype=np.int8)
+        self._sorted_order = np.argsort(self.itemids, kind="stable")
+        self._sorted_ids = self.itemids[self._sorted_order]
 
     def __len__(self) -> int:
-        return len(self.items)
+        return len(self.itemids)
 
     def __contains__(self, itemid: int) -> bool:
         return int(itemid) in self.items
@@ -105,8 +128,8 @@ class ItemCatalog:
 
     def by_value_type(self) -> dict[int, list[int]]:
         out: dict[int, list[int]] = {}
-        for item in self.items.values():
-            out.setdefault(item.value_type, []).append(item.itemid)
+        for itemid, value_type in zip(self.itemids.tolist(), self.value_types.tolist()):
+            out.setdefault(value_type, []).append(itemid)
         return out
 
     def rows_of(self, itemids: np.ndarray) -> np.ndarray:
@@ -118,6 +141,43 @@ class ItemCatalog:
         pos = np.clip(pos, 0, len(self._sorted_ids) - 1)
         found = self._sorted_ids[pos] == itemids
         return np.where(found, self._sorted_order[pos], -1).astype(np.int64)
+
+    def value_types_of(self, itemids: np.ndarray) -> np.ndarray:
+        """The catalog's value type of each itemid; -1 where the item is unknown."""
+        rows = self.rows_of(itemids)
+        out = np.full(len(rows), -1, dtype=np.int8)
+        known = rows >= 0
+        out[known] = self.value_types[rows[known]]
+        return out
+
+
+class _TableItems(Mapping):
+    """itemid -> ItemMeta over a catalog's table, each built when asked for (on a bad value, say)."""
+
+    def __init__(self, catalog: ItemCatalog):
+        self._catalog = catalog
+
+    def __getitem__(self, itemid) -> ItemMeta:
+        row = int(self._catalog.rows_of(np.array([int(itemid)]))[0])
+        if row < 0:
+            raise KeyError(itemid)
+        r = self._catalog.table.slice(row, 1).to_pylist()[0]
+        return ItemMeta(itemid=int(r["itemid"]), host=r["host"], key=r["key"], value_type=int(r["value_type"]),
+                        host_name=r["host_name"], host_groups=tuple(r["host_groups"] or ()),
+                        item_name=r["item_name"], units=r["units"],
+                        tags=tuple((t["tag"], t["value"]) for t in r["tags"] or ()))
+
+    def __contains__(self, itemid) -> bool:
+        try:
+            return int(self._catalog.rows_of(np.array([int(itemid)]))[0]) >= 0
+        except (TypeError, ValueError):
+            return False
+
+    def __iter__(self):
+        return iter(self._catalog.itemids.tolist())
+
+    def __len__(self) -> int:
+        return len(self._catalog.itemids)
 
 
 def _column(values, type_: pa.DataType, length: int) -> pa.Array:

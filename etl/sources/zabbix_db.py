@@ -81,7 +81,9 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
         scope = f"FROM items i JOIN hosts h ON h.hostid = i.hostid WHERE {where}"
 
         def rows(sql: str) -> list[dict]:
-            return [dict(r._mapping) for r in conn.execute(text(sql).bindparams(*binds), params)]
+            result = conn.execute(text(sql).bindparams(*binds), params)
+            keys = list(result.keys())
+            return [dict(zip(keys, row)) for row in result.all()]
 
         with self._connect() as conn:
             items = rows("SELECT i.itemid, i.hostid, h.host, h.name AS host_name, i.key_, i.name, i.units, "

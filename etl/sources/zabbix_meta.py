@@ -11,7 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Mapping
 
-from etl.sources.base import ItemCatalog, ItemMeta
+import pyarrow as pa
+
+from etl.schema import point_schema
+from etl.sources.base import ItemCatalog
 from etl.sources.zabbix_common import parse_period
 
 VALUE_TYPES = (0, 1, 2, 3, 4)  # 5 (binary, 7.x) has no point representation
@@ -36,34 +39,79 @@ def catalog_from_api(hosts: Iterable[Mapping], items: Iterable[Mapping], groups_
                      global_history: str | None = None, global_trends: str | None = None,
                      ) -> tuple[ItemCatalog, dict[int, Retention]]:
     """host.get + item.get answers -> catalog and per-item retention. global_* are the
-    housekeeping overrides (hk_history/hk_trends) when enabled, which beat the item's own setting."""
+    housekeeping overrides (hk_history/hk_trends) when enabled, which beat the item's own setting.
+
+    Built column by column (no object per item): 100,000 items take well under a second. An item
+    answered twice keeps its first position and its last answer, as a dict would."""
     # Per host once (not per item): a 100,000-item catalog has only ~2,000 hosts.
-    by_hostid = {str(h["hostid"]): (h["host"], h.get("name") or None,
-                                    tuple(sorted(g["name"] for g in h.get(groups_key) or [])), _tags(h.get("tags")))
-                 for h in hosts}
-    periods: dict = {}
-
-    def period(text):
-        if text not in periods:
-            periods[text] = parse_period(text)
-        return periods[text]
-
-    metas, retention = [], {}
+    by_hostid: dict[str, int] = {}
+    host_rows: list[tuple] = []
+    for h in hosts:
+        row = (h["host"], h.get("name") or None, sorted(g["name"] for g in h.get(groups_key) or []),
+               _tags(h.get("tags")))
+        key = str(h["hostid"])
+        if key in by_hostid:
+            host_rows[by_hostid[key]] = row
+        else:
+            by_hostid[key] = len(host_rows)
+            host_rows.append(row)
+    position: dict[int, int] = {}
+    kept: list[Mapping] = []
+    host_of: list[int] = []
     for item in items:
-        value_type = int(item["value_type"])
         host = by_hostid.get(str(item["hostid"]))
-        if host is None or value_type not in VALUE_TYPES:
+        if host is None or int(item["value_type"]) not in VALUE_TYPES:
             continue
-        host_tech, host_name, host_groups, host_tags = host
-        meta = ItemMeta(
-            itemid=int(item["itemid"]), host=host_tech, key=item["key_"], value_type=value_type,
-            host_name=host_name, host_groups=host_groups,
-            item_name=item.get("name") or None, units=item.get("units") or None,
-            tags=tuple(_tags(item.get("tags")) + host_tags))
-        metas.append(meta)
-        retention[meta.itemid] = Retention(period(global_history or item.get("history")),
-                                           period(global_trends or item.get("trends")))
-    return ItemCatalog("zabbix", metas), retention
+        itemid = int(item["itemid"])
+        at = position.get(itemid)
+        if at is None:
+            position[itemid] = len(kept)
+            kept.append(item)
+            host_of.append(host)
+        else:
+            kept[at], host_of[at] = item, host
+    schema = point_schema()
+    host_index = pa.array(host_of, type=pa.int32())
+    host_table = pa.table({
+        "host": pa.array([h[0] for h in host_rows], pa.string()),
+        "host_name": pa.array([h[1] for h in host_rows], pa.string()),
+        "host_groups": pa.array([h[2] for h in host_rows], schema.field("host_groups").type),
+    })
+    # item tags then host tags, each sorted by (tag, value): flat names and values plus offsets
+    names, values, offsets = [], [], [0]
+    for item, host in zip(kept, host_of):
+        raw = item.get("tags")
+        for tag, value in (_tags(raw) if raw else ()):
+            names.append(tag)
+            values.append(value)
+        for tag, value in host_rows[host][3]:
+            names.append(tag)
+            values.append(value)
+        offsets.append(len(names))
+    tag_struct = pa.StructArray.from_arrays([pa.array(names, pa.string()), pa.array(values, pa.string())],
+                                            names=["tag", "value"])
+    tags = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), tag_struct)
+    on_host = host_table.take(host_index)
+    table = pa.table({
+        "host": on_host.column("host"), "host_name": on_host.column("host_name"),
+        "host_groups": on_host.column("host_groups"),
+        "itemid": pa.array([int(i["itemid"]) for i in kept], pa.int64()),
+        "key": pa.array([i["key_"] for i in kept], pa.string()),
+        "item_name": pa.array([i.get("name") or None for i in kept], pa.string()),
+        "units": pa.array([i.get("units") or None for i in kept], pa.string()),
+        "value_type": pa.array([int(i["value_type"]) for i in kept], pa.int8()),
+        "tags": tags,
+    })
+    shared: dict[tuple, Retention] = {}  # a fleet has a handful of distinct settings
+
+    def retention_of(history, trends) -> Retention:
+        key = (global_history or history, global_trends or trends)
+        if key not in shared:
+            shared[key] = Retention(parse_period(key[0]), parse_period(key[1]))
+        return shared[key]
+
+    retention = {int(i["itemid"]): retention_of(i.get("history"), i.get("trends")) for i in kept}
+    return ItemCatalog.from_table("zabbix", table), retention
 
 
 def catalog_from_db(item_rows: Iterable[Mapping], group_rows: Iterable[Mapping], item_tag_rows: Iterable[Mapping],
@@ -84,9 +132,10 @@ def catalog_from_db(item_rows: Iterable[Mapping], group_rows: Iterable[Mapping],
     hosts, items = {}, []
     for row in item_rows:
         hostid = int(row["hostid"])
-        hosts[hostid] = {"hostid": hostid, "host": row["host"], "name": row["host_name"],
-                         "groups": [{"name": g} for g in groups.get(hostid, [])],
-                         "tags": host_tags.get(hostid, [])}
+        if hostid not in hosts:
+            hosts[hostid] = {"hostid": hostid, "host": row["host"], "name": row["host_name"],
+                             "groups": [{"name": g} for g in groups.get(hostid, [])],
+                             "tags": host_tags.get(hostid, [])}
         items.append({"itemid": row["itemid"], "hostid": hostid, "key_": row["key_"], "name": row["name"],
                       "units": row["units"], "value_type": row["value_type"], "history": row["history"],
                       "trends": row["trends"], "tags": item_tags.get(int(row["itemid"]), [])})

@@ -56,9 +56,12 @@ class ZabbixSource:
         catalog, retention = self.catalog()
         now_s = self._now_s()
         groups: dict[tuple[int, int | None], list[int]] = defaultdict(list)
-        for itemid, meta in catalog.items.items():
-            cutoff = history_cutoff(retention[itemid].history_s, now_s)
-            groups[(meta.value_type, cutoff)].append(itemid)
+        cutoffs: dict[int | None, int | None] = {}
+        for itemid, value_type in zip(catalog.itemids.tolist(), catalog.value_types.tolist()):
+            history_s = retention[itemid].history_s
+            if history_s not in cutoffs:
+                cutoffs[history_s] = history_cutoff(history_s, now_s)
+            groups[(value_type, cutoffs[history_s])].append(itemid)
         return dict(sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1)))
 
     @staticmethod
@@ -85,9 +88,7 @@ class ZabbixSource:
     def table_types(self, itemids: np.ndarray) -> np.ndarray:
         """The history table (value type) `raw_count` counts for each item; -1 for one not in the catalog."""
         catalog, _ = self.catalog()
-        items = catalog.items
-        return np.fromiter((items[i].value_type if i in items else -1 for i in itemids.tolist()),
-                           dtype=np.int8, count=len(itemids))
+        return catalog.value_types_of(itemids)
 
     def raw_count(self, window) -> int | None:
         """History rows of the items in scope with clock in `window`, each item counted in the table of

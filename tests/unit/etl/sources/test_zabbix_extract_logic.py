@@ -5,6 +5,7 @@ tests/integration/test_zabbix_extract.py)."""
 import datetime as dt
 from urllib.error import HTTPError
 
+import numpy as np
 import pytest
 from zabbix_utils.exceptions import ProcessingError
 
@@ -155,6 +156,28 @@ def test_catalog_from_db_equals_catalog_from_api():
           "value_type": 3, "history": "1d", "trends": "1d"}],
         [{"hostid": 10, "name": "g"}], [], [{"hostid": 10, "tag": "t", "value": "v"}])
     assert api_cat.table.equals(db_cat.table)
+
+
+def test_catalog_from_api_columns_equal_the_item_objects_path():
+    # The column-built catalog holds exactly what one built from ItemMeta objects holds, and an
+    # item answered twice keeps its first position with its last answer (as a dict would).
+    hosts = [{"hostid": str(h), "host": f"h{h}", "name": f"主机{h}" if h % 2 else "",
+              "groups": [{"name": "z"}, {"name": f"g{h % 3}"}], "tags": [{"tag": "site", "value": f"s{h}"}] if h % 4 else []}
+             for h in range(1, 9)]
+    items = [{"itemid": str(100 + i), "hostid": str(1 + i % 8), "key_": f"k{i}", "name": f"n{i}" if i % 5 else "",
+              "units": "%" if i % 2 else "", "value_type": str(i % 5), "history": "7d", "trends": "365d",
+              "tags": [{"tag": "b", "value": str(i)}, {"tag": "a", "value": ""}] if i % 3 else []}
+             for i in range(40)]
+    items.append({**items[7], "key_": "renamed"})
+    items.append({**items[3], "hostid": "999"})  # host out of scope: dropped
+    catalog, retention = catalog_from_api(hosts, items, "groups")
+    objects = ItemCatalog("zabbix", [catalog[int(i)] for i in catalog.itemids])
+    assert objects.table.equals(catalog.table)
+    assert catalog.itemids.tolist() == list(range(100, 140)) and catalog[107].key == "renamed"
+    assert catalog[101].tags == (("a", ""), ("b", "1"), ("site", "s2"))
+    assert catalog.value_types_of(np.array([104, 5, 101])).tolist() == [4, -1, 1]
+    assert 5 not in catalog and catalog.items.get(5) is None and len(catalog.items) == 40
+    assert retention[139].history_s == 7 * 86400
 
 
 class FakeApi:
