@@ -362,6 +362,8 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             memory.save()
     finally:
         getattr(point_source, "abandon", lambda: None)()
+        if sampler is not None:
+            sampler.close()
         quarantine.close()
         meter.close()
     if touched:

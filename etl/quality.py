@@ -23,7 +23,9 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import logging
+import queue
 import re
+import threading
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -204,9 +206,18 @@ class GEReport:
     seconds: float = 0.0
 
 
-@functools.cache
+_GE_LOCK = threading.Lock()
+
+
 def _ge_runtime():
-    """GE context, batch definition and suite, built once per process (GE's import alone is ~3 s)."""
+    """GE context, batch definition and suite, built once per process (GE's import alone is ~3 s),
+    whichever thread asks first."""
+    with _GE_LOCK:
+        return _ge_runtime_once()
+
+
+@functools.cache
+def _ge_runtime_once():
     import great_expectations as gx
 
     # GE logs its own setup at INFO (dozens of lines per process); keep warnings only.
@@ -311,7 +322,11 @@ def check(batch: pa.RecordBatch, window: Window | None, use_ge: bool = False) ->
 class GESampler:
     """Great Expectations over a run: every `stride`-th row of each batch goes into a sample, and GE
     validates the sample each time it holds `sample_rows` rows (and once at the end). Defaults from
-    the suite's meta: ge_sample_rows rows per ge_every_rows rows read."""
+    the suite's meta: ge_sample_rows rows per ge_every_rows rows read.
+
+    GE runs in a thread of its own, which imports it and builds its context as soon as the sampler
+    is made (while the run reads its catalog), so its 3-10 s first call never holds up extraction
+    and loading, and its memory sits under the run's peak from the start whatever the span."""
 
     def __init__(self, window: Window | None, sample_rows: int | None = None, every_rows: int | None = None):
         meta = suite_spec()["meta"]
@@ -324,7 +339,11 @@ class GESampler:
         self._offset = 0  # keeps the stride going across batch boundaries
         self.total = GEReport()
         self._flagged: set[str] = set()
-        self._loaded = False
+        self._samples: queue.Queue = queue.Queue(maxsize=2)  # a few 5k-row samples at most
+        self._error: BaseException | None = None
+        self._closed = threading.Event()
+        self._worker = threading.Thread(target=self._validate, name="ge-sampler", daemon=True)
+        self._worker.start()
 
     def offer(self, batch: pa.RecordBatch, failed: set[str]) -> None:
         if batch.num_rows == 0:
@@ -336,27 +355,62 @@ class GESampler:
             self._pending.append(batch.take(pa.array(rows, type=pa.int64())))
             self._pending_rows += len(rows)
         self._flagged.update(failed)
-        # The first sample is validated at once: GE's import and context (~100+ MB) then sit under
-        # the run's peak from the start, so the peak does not depend on whether the span reaches
-        # the first full sample while the pipeline's buffers are full.
-        if self._pending_rows >= (self.sample_rows or 1) or (self._pending_rows and not self._loaded):
-            self._loaded = True
-            self._run()
+        if self._pending_rows >= (self.sample_rows or 1):
+            self._hand_over()
 
     def finish(self) -> GEReport:
+        """Validate what is pending, wait for GE, and return the run's totals (a GE error raises here)."""
         if self._pending_rows:
-            self._run()
+            self._hand_over()
+        self._put(None)
+        self._worker.join()
+        if self._error is not None:
+            raise self._error
         return self.total
 
-    def _run(self) -> None:
+    def close(self) -> None:
+        """Let the GE thread go without waiting (a run that failed before finish)."""
+        self._closed.set()
+        try:
+            self._samples.put_nowait(None)
+        except queue.Full:
+            pass
+
+    def _hand_over(self) -> None:
         sample = pa.Table.from_batches(self._pending).combine_chunks().to_batches()[0]
         self._pending, self._pending_rows = [], 0
-        report = ge_check(sample, self.window, sample_rows=0)
-        self.total.rows_checked += report.rows_checked
-        self.total.seconds += report.seconds
-        for reason, count in report.failed.items():
-            self.total.failed[reason] = self.total.failed.get(reason, 0) + count
-        compare(report, self._flagged)
+        self._put((sample, frozenset(self._flagged)))
+
+    def _put(self, item) -> None:
+        while self._worker.is_alive():
+            try:
+                self._samples.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def _validate(self) -> None:
+        try:
+            _ge_runtime()
+        except BaseException as exc:  # raised by finish()
+            self._error = exc
+        while not self._closed.is_set():
+            item = self._samples.get()
+            if item is None:
+                return
+            if self._error is not None:
+                continue
+            sample, flagged = item
+            try:
+                report = ge_check(sample, self.window, sample_rows=0)
+            except BaseException as exc:
+                self._error = exc
+                continue
+            self.total.rows_checked += report.rows_checked
+            self.total.seconds += report.seconds
+            for reason, count in report.failed.items():
+                self.total.failed[reason] = self.total.failed.get(reason, 0) + count
+            compare(report, flagged)
 
 
 def compare(report: GEReport, flagged: set[str]) -> None:

@@ -1,6 +1,7 @@
 """Validation: each bad case gets its own reason, the good rows pass, GE agrees with the row rules."""
 
 import datetime as dt
+import threading
 
 import pytest
 
@@ -109,13 +110,31 @@ def test_ge_and_row_rules_agree_on_every_failed_expectation(caplog):
     assert "no row rule flagged" not in caplog.text
 
 
-def test_sampler_validates_the_first_sample_at_once():
-    # GE's import then falls under the run's peak from its first batch, whatever the span.
+def test_sampler_runs_ge_in_its_own_thread_and_totals_every_sample(monkeypatch):
+    seen = []
+
+    def fake_ge_check(sample, window, sample_rows=None):
+        seen.append((threading.current_thread().name, sample.num_rows))
+        return quality.GEReport(rows_checked=sample.num_rows, failed={"x": 1}, seconds=0.01)
+
+    monkeypatch.setattr(quality, "_ge_runtime", lambda: None)
+    monkeypatch.setattr(quality, "ge_check", fake_ge_check)
     sampler = quality.GESampler(WINDOW, sample_rows=10, every_rows=100)
-    first = batch([point(itemid=i) for i in range(30)])
-    sampler.offer(first, set())
-    assert sampler.total.rows_checked == 3  # rows 0, 10, 20, before any full sample
-    second = batch([point(itemid=i) for i in range(30, 60)])
-    sampler.offer(second, set())
-    assert sampler.total.rows_checked == 3  # later samples wait until they are full
-    assert sampler.finish().rows_checked == 6
+    for start in range(0, 250, 50):
+        sampler.offer(batch([point(itemid=i) for i in range(start, start + 50)]), set())
+    report = sampler.finish()
+    assert [rows for _, rows in seen] == [10, 10, 5]  # two full samples, the rest at the end
+    assert {name for name, _ in seen} == {"ge-sampler"}
+    assert report.rows_checked == 25 and report.failed == {"x": 3}
+
+
+def test_sampler_raises_a_ge_error_at_finish(monkeypatch):
+    def broken(sample, window, sample_rows=None):
+        raise RuntimeError("GE broke")
+
+    monkeypatch.setattr(quality, "_ge_runtime", lambda: None)
+    monkeypatch.setattr(quality, "ge_check", broken)
+    sampler = quality.GESampler(WINDOW, sample_rows=10, every_rows=100)
+    sampler.offer(batch([point(itemid=i) for i in range(200)]), set())
+    with pytest.raises(RuntimeError, match="GE broke"):
+        sampler.finish()
