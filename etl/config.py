@@ -69,6 +69,8 @@ class Settings:
     es_index_prefix: str = field(default_factory=lambda: _env("ES_INDEX_PREFIX", "monetl"))
     # Replicas of point/log indices: 0 on the single local node, >= 1 on a real cluster.
     es_replicas: int = field(default_factory=lambda: _env_int("ES_REPLICAS", 0))
+    # Bulk requests a load keeps open at once (each runs on one write thread of the node).
+    es_bulk_in_flight: int = field(default_factory=lambda: max(1, _env_int("ES_BULK_IN_FLIGHT", 2)))
     # How long a request is retried (backoff + jitter) on 429/5xx/connection errors, and how long a
     # write waits out an index write block (compaction) before failing; seconds (etl/search/retry.py).
     es_retry_seconds: int = field(default_factory=lambda: _env_int("ES_RETRY_SECONDS", 120))

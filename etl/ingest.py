@@ -25,6 +25,7 @@ fix still overwrites changed values."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import datetime as dt
 import itertools
@@ -82,6 +83,12 @@ class Summary:
     ge_failed: dict[str, int] = field(default_factory=dict)     # GE's failed expectations on them
     ge_seconds: float = 0.0
     seconds: float = 0.0
+    # where the run's time went: before the first point was ready (catalog, template), the loader
+    # waiting for the source, the loader inside bulk requests (Elasticsearch); a run bound by
+    # Elasticsearch has bulk_seconds close to seconds
+    first_batch_seconds: float = 0.0
+    source_wait_seconds: float = 0.0
+    bulk_seconds: float = 0.0
 
     @property
     def points_read(self) -> int:
@@ -317,28 +324,42 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
     quarantine = Quarantine(settings, QUARANTINE_AREA, run_id)
     shared = _SharedQuarantine(quarantine, point_source.name)
     memory = _OverlapMemory(settings, client, point_source, window, overlap) if overlap else None
+    # With a memory the source can count against, the window is read first while the overlap is
+    # settled by counts in a thread (etl.overlap_check); then only its unsettled slices are read.
+    settling = None
+    if memory is not None and memory.can_settle(point_source, window, extraction):
+        settling = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="overlap-settle")
+        overlap_reads = settling.submit(memory.overlap_reads, point_source, window, extraction)
+
+    def reads() -> Iterator[Window]:
+        if settling is None:
+            yield extraction
+        else:
+            yield window
+            yield from overlap_reads.result()
+
     try:
-        reads = memory.reads(point_source, window, extraction) if memory else [extraction]
-        if memory is not None and memory.settled_s is not None:
-            summary.overlap_reread_s = sum(min(w.end_s, window.start_s) - w.start_s for w in reads)
-            # stored points as much as the overlap rows found stored: counted loaded and already stored
-            settled = memory.settled_by_type()
-            summary.overlap_settled = sum(settled.values())
-            loaded += settled
-            summary.already_stored += summary.overlap_settled
-        batches = itertools.chain.from_iterable(point_source.extract(w, run_id, shared) for w in reads)
+        batches = itertools.chain.from_iterable(point_source.extract(w, run_id, shared) for w in reads())
         # The overlap only adds what is missing (late values): points already stored are not rewritten,
         # and those the previous run recorded as loaded are not even sent (etl.overlap_memory).
         create_before = window.start_ns if extraction.start_ns < window.start_ns else None
+        waited = time.monotonic()
         for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler,
                                                create_before_ns=create_before,
                                                known=memory.known if memory else None):
+            if not summary.first_batch_seconds:
+                summary.first_batch_seconds = time.monotonic() - started
+            else:
+                summary.source_wait_seconds += time.monotonic() - waited
             raw, checked = prepared.raw, prepared.checked
             read += _by_type(raw)
             _quarantine_rows(shared, raw, checked.bad_rows, checked.reasons, "validate")
             bad += _by_type(raw.take(pa.array(checked.bad_rows, type=pa.int64()))) if checked.bad_rows else Counter()
             meter.update(read=raw.num_rows, quarantined=len(checked.bad_rows))
-            result = load.bulk(client, prepared.docs, on_chunk=on_chunk, chunk_docs=chunk_docs or load.CHUNK_DOCS)
+            bulk_started = time.monotonic()
+            result = load.bulk(client, prepared.docs, on_chunk=on_chunk, chunk_docs=chunk_docs or load.CHUNK_DOCS,
+                               in_flight=settings.es_bulk_in_flight)
+            summary.bulk_seconds += time.monotonic() - bulk_started
             touched.update(prepared.docs.indices)
             failed_rows = sorted(result.failed)
             if failed_rows:
@@ -355,6 +376,14 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
                 memory.add(prepared, failed_rows)
             meter.update(loaded=result.loaded + (prepared.known.num_rows if prepared.known is not None else 0),
                          quarantined=len(failed_rows))
+            waited = time.monotonic()
+        if settling is not None and memory.settled_s is not None:
+            summary.overlap_reread_s = sum(w.end_s - w.start_s for w in overlap_reads.result())
+            # stored points as much as the overlap rows found stored: counted loaded and already stored
+            settled = memory.settled_by_type()
+            summary.overlap_settled = sum(settled.values())
+            loaded += settled
+            summary.already_stored += summary.overlap_settled
         # Two-phase sources (kcmm/csv) record their input as consumed only now that every bulk
         # request was acknowledged; on any failure above they forget it and re-read next time.
         getattr(point_source, "commit", lambda: None)()
@@ -364,6 +393,8 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
         getattr(point_source, "abandon", lambda: None)()
         if sampler is not None:
             sampler.close()
+        if settling is not None:
+            settling.shutdown(wait=False, cancel_futures=True)
         quarantine.close()
         meter.close()
     if touched:
@@ -400,16 +431,20 @@ class _OverlapMemory:
         self.recorder = overlap_memory.Recorder(*self.next_span)
         self.settled_s: list[tuple[int, int]] | None = None  # overlap spans not re-read (counts matched)
 
-    def reads(self, point_source, window: Window, extraction: Window) -> list[Window]:
-        """The windows to extract: the run's window and only the overlap slices where the source
-        holds points the memory does not (etl.overlap_check), or the whole extraction when the
-        source cannot count or there is no memory."""
+    def can_settle(self, point_source, window: Window, extraction: Window) -> bool:
+        """Whether the overlap can be settled by counts: a memory with value types, a source that
+        counts, whole seconds (counts are per second)."""
+        return not (self.known is None or self.known.vt is None or getattr(point_source, "raw_count", None) is None
+                    or extraction.start >= window.start or extraction.start.microsecond
+                    or window.start.microsecond)
+
+    def overlap_reads(self, point_source, window: Window, extraction: Window) -> list[Window]:
+        """The overlap slices to extract: only those where the source holds points the memory does
+        not (etl.overlap_check); the whole overlap when counting fails or cannot decide."""
         from etl import overlap_check
 
-        count = getattr(point_source, "raw_count", None)
-        if (self.known is None or self.known.vt is None or count is None or extraction.start >= window.start
-                or extraction.start.microsecond or window.start.microsecond):  # counts are per whole second
-            return [extraction]
+        count = point_source.raw_count
+        whole = [Window(extraction.start, window.start)]
         try:
             times = self.known.times_in_tables(point_source.table_types(self.known.items))
 
@@ -423,13 +458,11 @@ class _OverlapMemory:
             reread = overlap_check.unsettled(lo_s, hi_s, source, known)
         except MonetlError as exc:  # counting only saves work: read the whole overlap instead
             log.info("overlap not settled by counts (%s): re-reading it", exc)
-            return [extraction]
+            return whole
         if reread is None:
-            return [extraction]
+            return whole
         self.settled_s = overlap_check.settled(lo_s, hi_s, reread)
-        reads = [Window(lo, hi) for lo, hi in reread if hi < hi_s]
-        tail = reread[-1][0] if reread and reread[-1][1] == hi_s else hi_s
-        return reads + [Window(tail, window.end)]
+        return [Window(lo, hi) for lo, hi in reread]
 
     def _uuids(self, names: list[str]) -> dict[str, str]:
         got = self.client.indices.get_settings(index=",".join(names), name="index.uuid", ignore_unavailable=True,
@@ -802,7 +835,7 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
         checked = quality.check(batch, None)
         _quarantine_rows(still_bad, batch, checked.bad_rows, checked.reasons, "validate")
         docs = load.documents(checked.good, settings.es_index_prefix)
-        result = load.bulk(client, docs)
+        result = load.bulk(client, docs, in_flight=settings.es_bulk_in_flight)
         touched.update(docs.indices)
         _quarantine_rows(still_bad, checked.good, sorted(result.failed), result.failed, "load")
         report.loaded += result.loaded

@@ -9,6 +9,8 @@ down, timeouts after retries) raise: the run fails and is re-run; ids make that 
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import datetime as dt
 import threading
 from dataclasses import dataclass, field
@@ -22,6 +24,9 @@ from etl.schema import point_schema, points_index
 # Bounded memory: at most CHUNK_DOCS documents or CHUNK_BYTES per request, whatever the batch size.
 CHUNK_DOCS = 5_000
 CHUNK_BYTES = 16 * 1024 * 1024
+# Bulk requests open at once: one node on 2 cores indexed 455,000 points at ~30,000 docs/s one
+# request at a time and ~45,000 with two (each bulk shard request runs on one write thread).
+IN_FLIGHT = 2
 
 _local = threading.local()
 
@@ -144,16 +149,18 @@ def _reason(item: dict) -> str:
 
 
 def bulk(client, docs: Documents, *, chunk_docs: int = CHUNK_DOCS, chunk_bytes: int = CHUNK_BYTES,
-         on_chunk=None) -> LoadResult:
+         on_chunk=None, in_flight: int = IN_FLIGHT) -> LoadResult:
     """Index `docs`; returns how many loaded and which rows failed (with Elasticsearch's reason).
     Documents refused by an index write block are re-sent until it lifts (etl.search.retry).
 
-    `on_chunk(n_docs)` is called after each acknowledged request (progress; tests inject faults)."""
+    `in_flight` requests are kept open at once; `on_chunk(n_docs)` is called after each
+    acknowledged request, in request order (progress; tests inject faults)."""
     from etl.search.retry import retry_blocked_items
 
-    result = _bulk_once(client, docs, chunk_docs=chunk_docs, chunk_bytes=chunk_bytes, on_chunk=on_chunk)
+    result = _bulk_once(client, docs, chunk_docs=chunk_docs, chunk_bytes=chunk_bytes, on_chunk=on_chunk,
+                        in_flight=in_flight)
     return retry_blocked_items(client, docs, lambda subset: _bulk_once(
-        client, subset, chunk_docs=chunk_docs, chunk_bytes=chunk_bytes), result)
+        client, subset, chunk_docs=chunk_docs, chunk_bytes=chunk_bytes, in_flight=in_flight), result)
 
 
 # Each bulk answer carries only what the loader reads: per item its status and, if refused, the
@@ -178,35 +185,54 @@ def _chunks(docs: Documents, chunk_docs: int, chunk_bytes: int):
         yield first, len(lines), "".join(lines).encode()
 
 
-def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, on_chunk=None) -> LoadResult:
+def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, on_chunk=None,
+               in_flight: int = 1) -> LoadResult:
     """One pass over `docs`: bulk bodies are joined from the pre-serialised lines (no JSON encoding of
     an action per document), answers filtered to status and error. Items answer in request order,
     so item i of a request is row first + i. Per-document refusals are returned in `failed`
-    (retry_blocked_items re-sends the passing ones); transport failures raise StoreError."""
+    (retry_blocked_items re-sends the passing ones); transport failures raise StoreError. With
+    `in_flight` > 1 that many requests are open at once; answers are taken in request order."""
     result = LoadResult()
+
+    def send(body: bytes) -> dict:
+        answer = client.bulk(operations=body, filter_path=BULK_FILTER)
+        return getattr(answer, "body", answer)
+
+    def take(first: int, n_docs: int, answer: dict) -> None:
+        items = answer.get("items") or []
+        if len(items) != n_docs:
+            raise StoreError(f"bulk answer holds {len(items)} items for {n_docs} documents")
+        if not answer.get("errors"):
+            result.loaded += n_docs
+        else:
+            for offset, item in enumerate(items):
+                ((op, detail),) = item.items()
+                status = detail.get("status", 0)
+                if 200 <= status < 300:
+                    result.loaded += 1
+                elif op == "create" and status == 409:
+                    result.loaded += 1
+                    result.existing += 1
+                else:
+                    result.failed[first + offset] = _reason(detail)
+        result.chunks += 1
+        if on_chunk is not None:
+            on_chunk(result.loaded + len(result.failed))
+
+    pool = _bulk_pool(in_flight) if in_flight > 1 else None
+    pending: collections.deque = collections.deque()
     try:
         for first, n_docs, body in _chunks(docs, chunk_docs, chunk_bytes):
-            answer = client.bulk(operations=body, filter_path=BULK_FILTER)
-            answer = getattr(answer, "body", answer)
-            items = answer.get("items") or []
-            if len(items) != n_docs:
-                raise StoreError(f"bulk answer holds {len(items)} items for {n_docs} documents")
-            if not answer.get("errors"):
-                result.loaded += n_docs
-            else:
-                for offset, item in enumerate(items):
-                    ((op, detail),) = item.items()
-                    status = detail.get("status", 0)
-                    if 200 <= status < 300:
-                        result.loaded += 1
-                    elif op == "create" and status == 409:
-                        result.loaded += 1
-                        result.existing += 1
-                    else:
-                        result.failed[first + offset] = _reason(detail)
-            result.chunks += 1
-            if on_chunk is not None:
-                on_chunk(result.loaded + len(result.failed))
+            if pool is None:
+                take(first, n_docs, send(body))
+                continue
+            if len(pending) >= in_flight:
+                take(*pending[0][:2], pending[0][2].result())
+                pending.popleft()
+            pending.append((first, n_docs, pool.submit(send, body)))
+        while pending:
+            take(*pending[0][:2], pending[0][2].result())
+            pending.popleft()
     except StoreError:  # already says what happened (Elasticsearch unreachable, index blocked)
         raise
     except Exception as exc:
@@ -214,4 +240,22 @@ def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, on
 
         raise StoreError(f"bulk load to Elasticsearch failed after {result.loaded} documents: "
                          f"{redact_url(str(exc))[:500]}") from None
+    finally:
+        for *_, future in pending:  # a failure leaves no request running behind the caller's back
+            future.cancel()
+        for *_, future in pending:
+            if not future.cancelled():
+                concurrent.futures.wait([future])
     return result
+
+
+_POOLS: dict[int, concurrent.futures.ThreadPoolExecutor] = {}
+_POOLS_LOCK = threading.Lock()
+
+
+def _bulk_pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+    """One pool per size for the process: a run sends thousands of requests, threads are reused."""
+    with _POOLS_LOCK:
+        if workers not in _POOLS:
+            _POOLS[workers] = concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="es-bulk")
+        return _POOLS[workers]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections import defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
@@ -34,10 +35,13 @@ class ZabbixSource:
         self.use_trends = use_trends
         self._now = now
         self._catalog: tuple[ItemCatalog, dict[int, Retention]] | None = None
+        self._catalog_lock = threading.Lock()
 
     def catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
-        if self._catalog is None:
-            self._catalog = self._load_catalog()
+        # one load even when the overlap's counts and the extraction ask at once (etl.ingest)
+        with self._catalog_lock:
+            if self._catalog is None:
+                self._catalog = self._load_catalog()
         return self._catalog
 
     def _load_catalog(self) -> tuple[ItemCatalog, dict[int, Retention]]:
