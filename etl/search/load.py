@@ -241,11 +241,8 @@ def _bulk_once(client, docs: Documents, *, chunk_docs: int, chunk_bytes: int, on
         raise StoreError(f"bulk load to Elasticsearch failed after {result.loaded} documents: "
                          f"{redact_url(str(exc))[:500]}") from None
     finally:
-        for *_, future in pending:  # a failure leaves no request running behind the caller's back
-            future.cancel()
-        for *_, future in pending:
-            if not future.cancelled():
-                concurrent.futures.wait([future])
+        # a failure leaves no request running behind the caller's back
+        concurrent.futures.wait([future for *_, future in pending if not future.cancel()])
     return result
 
 

@@ -157,8 +157,11 @@ class _TableItems(Mapping):
     def __init__(self, catalog: ItemCatalog):
         self._catalog = catalog
 
+    def _row(self, itemid) -> int:
+        return int(self._catalog.rows_of(np.array([int(itemid)]))[0])
+
     def __getitem__(self, itemid) -> ItemMeta:
-        row = int(self._catalog.rows_of(np.array([int(itemid)]))[0])
+        row = self._row(itemid)
         if row < 0:
             raise KeyError(itemid)
         r = self._catalog.table.slice(row, 1).to_pylist()[0]
@@ -169,7 +172,7 @@ class _TableItems(Mapping):
 
     def __contains__(self, itemid) -> bool:
         try:
-            return int(self._catalog.rows_of(np.array([int(itemid)]))[0]) >= 0
+            return self._row(itemid) >= 0
         except (TypeError, ValueError):
             return False
 
