@@ -194,7 +194,7 @@ def run_demo(settings: Settings) -> list[str]:
     if summary:
         lines.append("ingest XCom: " + ", ".join(
             f"{key} {summary[key]}" for key in ("points_read", "points_loaded", "points_quarantined",
-                                                "indices", "seconds") if key in summary))
+                                                "already_stored", "overlap_settled", "indices", "seconds") if key in summary))
     lines += [
         f"DAG paused again; {time.monotonic() - t0:.0f}s for this stage",
         f"UI {service.url} (user admin, password in {service.password_file})",
