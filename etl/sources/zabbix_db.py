@@ -10,6 +10,7 @@ import datetime as dt
 import logging
 import os
 import threading
+import time
 from typing import Iterator
 
 import pyarrow as pa
@@ -21,7 +22,7 @@ from etl.sources.base import MAX_BATCH_ROWS, RAW, ItemCatalog, bucket_starts, re
 from etl.sources.sql import SqlSource
 from etl.sources.zabbix_common import (HISTORY_TABLES, LOG_FIELDS, LOG_SOURCE_COLUMNS, TREND_TABLES, Span, chunks,
                                        history_batch, plan_spans, trend_batch)
-from etl.sources.zabbix_meta import Retention, catalog_from_db
+from etl.sources.zabbix_meta import BuiltCatalogCache, CatalogCache, Retention, catalog_from_db, digest
 from etl.sources.zabbix_source import ZabbixSource
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,8 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
         super().__init__(settings, hosts, itemids, max_batch_rows, use_trends, now)
         self._url = db_url or settings.zabbix_db_url.reveal()
         self.fast_copy = fast_copy
+        self.catalog_cached: bool | None = None   # whether the last catalog load came from the cache
+        self.catalog_seconds: float | None = None
 
     # -- connection ---------------------------------------------------------------------------
     def _connect(self):
@@ -85,18 +88,54 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
             keys = list(result.keys())
             return [dict(zip(keys, row)) for row in result.all()]
 
+        started = time.monotonic()
+        cache = self._catalog_cache()
         with self._connect() as conn:
-            items = rows("SELECT i.itemid, i.hostid, h.host, h.name AS host_name, i.key_, i.name, i.units, "
-                         f"i.value_type, i.history, i.trends {scope}")
             host_scope = f"SELECT DISTINCT h.hostid {scope}"
             groups = rows("SELECT hg.hostid, g.name FROM hosts_groups hg JOIN hstgrp g ON g.groupid = hg.groupid "
-                          f"WHERE hg.hostid IN ({host_scope})")
-            item_tags = rows(f"SELECT t.itemid, t.tag, t.value FROM item_tag t WHERE t.itemid IN (SELECT i.itemid {scope})")
-            host_tags = rows(f"SELECT t.hostid, t.tag, t.value FROM host_tag t WHERE t.hostid IN ({host_scope})")
+                          f"WHERE hg.hostid IN ({host_scope}) ORDER BY hg.hostid, g.name")
+            host_tags = rows(f"SELECT t.hostid, t.tag, t.value FROM host_tag t WHERE t.hostid IN ({host_scope}) "
+                             "ORDER BY t.hostid, t.tag, t.value")
             hk_history, hk_trends = self._housekeeping(conn)
+            fingerprint = None
+            if cache is not None:
+                # items are what costs (100,000 rows and their tags); hosts, groups and host tags are
+                # read fresh each run and go into the fingerprint, as the API mode's host.get does
+                hosts = rows(f"SELECT h.hostid, h.host, h.name FROM hosts h WHERE h.hostid IN ({host_scope}) "
+                             "ORDER BY h.hostid")
+                # count and highest id change with a new or deleted item, the weighted sum with a
+                # changed value type (its history moves to another table)
+                count, top, types = conn.execute(text(
+                    f"SELECT count(*), coalesce(max(i.itemid), 0), coalesce(sum(i.itemid * (i.value_type + 1)), 0) "
+                    f"{scope}").bindparams(*binds), params).one()
+                fingerprint = [int(count), int(top), str(types),
+                               digest(hosts, groups, host_tags, hk_history, hk_trends)]
+                cached = cache.load(fingerprint)
+                if cached is not None:
+                    self.catalog_cached, self.catalog_seconds = True, time.monotonic() - started
+                    log.info("zabbix DB catalog: %d items (cached) in %.1fs", len(cached[0]), self.catalog_seconds)
+                    return cached
+            items = rows("SELECT i.itemid, i.hostid, h.host, h.name AS host_name, i.key_, i.name, i.units, "
+                         f"i.value_type, i.history, i.trends {scope}")
+            item_tags = rows(f"SELECT t.itemid, t.tag, t.value FROM item_tag t WHERE t.itemid IN (SELECT i.itemid {scope})")
         catalog, retention = catalog_from_db(items, groups, item_tags, host_tags, hk_history, hk_trends)
-        log.info("zabbix DB catalog: %d hosts, %d items", len({r["hostid"] for r in items}), len(catalog))
+        if cache is not None:
+            cache.save(fingerprint, catalog, retention)
+        self.catalog_cached, self.catalog_seconds = False, time.monotonic() - started
+        log.info("zabbix DB catalog: %d hosts, %d items (read) in %.1fs", len({r["hostid"] for r in items}),
+                 len(catalog), self.catalog_seconds)
         return catalog, retention
+
+    def _catalog_cache(self) -> BuiltCatalogCache | None:
+        """None when disabled (MONETL_ZABBIX_CATALOG_TTL=0). Keyed by the database (never its
+        password) and the scope."""
+        ttl = self.settings.zabbix_catalog_ttl
+        if ttl <= 0:
+            return None
+        url = self.engine.url
+        key = CatalogCache.key(url.drivername, url.host, url.port, url.database, url.username,
+                               sorted(self.hosts or []), sorted(self.itemids or []))
+        return BuiltCatalogCache(self.settings.home / "state" / f"zabbix-db-catalog-{key}.arrow", ttl)
 
     @staticmethod
     def _housekeeping(conn) -> tuple[str | None, str | None]:

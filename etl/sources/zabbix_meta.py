@@ -177,3 +177,58 @@ class CatalogCache:
         tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(entry, separators=(",", ":"), ensure_ascii=False), encoding="utf-8")
         os.replace(tmp, self.path)  # readers see the old entry or the new one, never half of one
+
+
+class BuiltCatalogCache:
+    """A finished catalog (its metadata table and each item's retention) in an Arrow IPC file for
+    `ttl` seconds: the DB mode's 100,000-item catalog is ~0.8 s of queries and ~0.6 s of building,
+    its cached copy loads in a few hundredths. Used only while `fingerprint` (item count, highest
+    itemid and a digest of the hosts, groups, host tags and housekeeping the caller read fresh)
+    is unchanged, as CatalogCache: a new or deleted item, a renamed host or a changed host tag
+    forces a rebuild; item renames and item tag edits show within `ttl`."""
+
+    VERSION = 1
+
+    def __init__(self, path, ttl: float, now=None):
+        self.path = Path(path)
+        self.ttl = float(ttl)
+        self._now = now or time.time
+
+    def load(self, fingerprint) -> tuple[ItemCatalog, dict[int, Retention]] | None:
+        import pyarrow.ipc as ipc
+
+        try:
+            with pa.OSFile(str(self.path), "rb") as source:
+                table = ipc.open_file(source).read_all()
+            meta = json.loads((table.schema.metadata or {}).get(b"monetl", b"{}"))
+        except (OSError, ValueError, pa.ArrowException):
+            return None
+        if (meta.get("version") != self.VERSION or meta.get("fingerprint") != json.loads(json.dumps(fingerprint))
+                or not 0 <= self._now() - float(meta.get("saved_at", 0)) < self.ttl):
+            return None
+        shared: dict[tuple, Retention] = {}
+        retention: dict[int, Retention] = {}
+        for itemid, history_s, trends_s in zip(table.column("itemid").to_pylist(), table.column("history_s").to_pylist(),
+                                               table.column("trends_s").to_pylist()):
+            key = (history_s, trends_s)
+            retention[itemid] = shared.get(key) or shared.setdefault(key, Retention(history_s, trends_s))
+        return ItemCatalog.from_table("zabbix", table), retention
+
+    def save(self, fingerprint, catalog: ItemCatalog, retention: Mapping[int, Retention]) -> None:
+        import pyarrow.ipc as ipc
+
+        ids = catalog.itemids.tolist()
+        table = catalog.table.append_column("history_s", pa.array([retention[i].history_s for i in ids], pa.int64()))
+        table = table.append_column("trends_s", pa.array([retention[i].trends_s for i in ids], pa.int64()))
+        meta = {"version": self.VERSION, "saved_at": self._now(), "fingerprint": fingerprint}
+        table = table.replace_schema_metadata({"monetl": json.dumps(meta)})
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}.tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, self.path)  # readers see the old file or the new one, never half of one
+
+
+def digest(*parts) -> str:
+    """A short, stable digest of JSON-able parts (a fingerprint's fresh half)."""
+    return hashlib.sha1(json.dumps(parts, default=str, separators=(",", ":")).encode()).hexdigest()
