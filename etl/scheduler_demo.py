@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import time
 import urllib.error
@@ -16,6 +17,8 @@ import urllib.request
 
 from etl.config import Settings
 from etl.errors import ServiceError
+
+log = logging.getLogger(__name__)
 
 DAG_ID = "zabbix_metrics"
 # How far before now catch-up starts: a few 5-minute intervals, so a run completes soon.
@@ -178,8 +181,14 @@ def run_demo(settings: Settings) -> list[str]:
             return None
 
         run = _wait(fresh_success, RUN_TIMEOUT_S, f"a successful {DAG_ID} run since {recent:%H:%M}Z")
-    finally:
-        api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
+    except BaseException:
+        # Pause on the way out, but a failing pause must not hide why the stage failed.
+        try:
+            api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
+        except ServiceError as exc:
+            log.warning("could not pause %s again: %s", DAG_ID, exc)
+        raise
+    api.patch(f"/api/v2/dags/{DAG_ID}", {"is_paused": True})
     summary = _xcom_summary(api, run["dag_run_id"])
     when = ("re-run during this stage (no new interval was due yet)" if run["dag_run_id"] in cleared
             else "run during this stage")

@@ -20,7 +20,7 @@ REGISTRY = {
     "airflow": "etl.services.airflow:Airflow",
 }
 ORDER = list(REGISTRY)
-DEPENDS = {"zabbix": ["postgres"]}
+DEPENDS = {"zabbix": ["postgres"], "airflow": ["postgres"]}
 
 
 def get(name: str, settings: Settings | None = None) -> Service:

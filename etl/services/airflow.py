@@ -1,5 +1,5 @@
-"""Airflow for the local demo: api-server, scheduler, dag-processor and triggerer (LocalExecutor on
-SQLite) with AIRFLOW_HOME in the monetl home and the repository's dags/, like `airflow standalone`
+"""Airflow for the local demo: api-server, scheduler, dag-processor and triggerer (LocalExecutor, metadata
+DB `airflow` on the local PostgreSQL) with AIRFLOW_HOME in the monetl home and the repository's dags/, like `airflow standalone`
 but with the log-serving side servers off: they bind every interface, and with a local executor the
 api-server reads task logs from disk anyway.
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from etl.errors import ServiceError
 from etl.locks import exclusive
 from etl.services.base import Service
+from etl.services.postgres import Postgres
 from etl.services.support import up_once
 
 REPO = Path(__file__).resolve().parents[2]
@@ -59,6 +60,9 @@ class Airflow(Service):
             "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+            # A command that prints the URL: the password stays in a 0600 file, out of every
+            # process's environment and command line.
+            "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN_CMD": self._metadata_db_cmd(),
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__PORT": str(self.settings.airflow_port),
@@ -68,13 +72,59 @@ class Airflow(Service):
             "PATH": bin_dir + os.pathsep + os.environ.get("PATH", ""),
         }
 
+    @property
+    def metadata_db_url_file(self) -> Path:
+        return self.airflow_home / "metadata-db.url"
+
+    def _metadata_db_cmd(self) -> str:
+        return f"cat {shlex.quote(str(self.metadata_db_url_file))}"
+
+    def _write_metadata_db_url(self) -> None:
+        url = Postgres(self.settings).airflow_db_url()
+        tmp = self.metadata_db_url_file.with_suffix(".tmp")
+        tmp.write_text(url)  # no newline: Airflow takes the command's output verbatim
+        os.chmod(tmp, 0o600)
+        tmp.replace(self.metadata_db_url_file)
+
+    def point_cli_at_metadata_db(self) -> None:
+        """The venv's `airflow` run by hand with AIRFLOW_HOME=~/.monetl/airflow (README: backfills,
+        list-runs) reads airflow.cfg, which Airflow generates naming a SQLite file: make it name the
+        command instead, so the CLI sees the scheduler's database."""
+        cfg = self.airflow_home / "airflow.cfg"
+        try:
+            lines = cfg.read_text().splitlines(keepends=True)
+        except FileNotFoundError:
+            return
+        wanted = f"sql_alchemy_conn_cmd = {self._metadata_db_cmd()}\n"
+        out, section, done = [], "", False
+        for line in lines:
+            stripped = line.strip()
+            if stripped.startswith("["):
+                if section == "database" and not done:
+                    out.append(wanted)
+                    done = True
+                section = stripped.strip("[]")
+            elif section == "database" and stripped.split("=")[0].strip() in ("sql_alchemy_conn",
+                                                                               "sql_alchemy_conn_cmd"):
+                if not done:
+                    out.append(wanted)
+                    done = True
+                continue
+            out.append(line)
+        if not done:
+            out.append(("\n[database]\n" if section != "database" else "") + wanted)
+        if out != lines:
+            cfg.write_text("".join(out))
+
     def up(self) -> None:
         up_once(self)
+        self.point_cli_at_metadata_db()
 
     def start(self) -> None:
         # An unhealthy leftover group of ours (e.g. a stale heartbeat) would hold the port.
         self.stop_pidfile(timeout=60)
         self.airflow_home.mkdir(parents=True, exist_ok=True)
+        self._write_metadata_db_url()
         env = self.environment()
         # A test session's own Airflow settings (conftest: temp AIRFLOW_HOME, unit-test mode) must
         # not leak into the long-running demo instance.

@@ -1,5 +1,6 @@
 """monetl's own PostgreSQL 15 cluster (not Debian's `main`): data in run_dir/postgres, bound to
-127.0.0.1:pg_port, holding the Zabbix 6.0 database, the empty KCMM database and a read-only role.
+127.0.0.1:pg_port, holding the Zabbix 6.0 database, the empty KCMM database, a read-only role and
+the local Airflow's metadata database (role `airflow`, password generated into run_dir).
 
 Root cannot run PostgreSQL, so every server-side command runs as the `postgres` OS user; the
 service directories are made traversable (not readable) for it."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import pwd
+import secrets
 import stat
 import subprocess
 from pathlib import Path
@@ -28,6 +30,10 @@ OS_USER = "postgres"
 # (role, password, database it owns or None). Local stack only; real deployments bring their own.
 ROLES = (("zabbix", "zabbix", "zabbix"), ("kcmm", "kcmm", "kcmm"), ("monetl_ro", "monetl_ro", None))
 READ_ONLY_ROLE = "monetl_ro"
+# The local Airflow's metadata DB: SQLite there made API calls and `backfill create` fail with
+# "database is locked" while the scheduler wrote (a CI run failed on it). Its password is generated,
+# never written in code: see airflow_db_url().
+AIRFLOW_ROLE = "airflow"
 
 
 def grant_traverse(path: Path) -> None:
@@ -88,7 +94,7 @@ class Postgres(Service):
         return self.settings.run_dir / "postgres.lock"
 
     def endpoint(self) -> str:
-        return f"127.0.0.1:{self.settings.pg_port} (databases zabbix, kcmm; data {self.data_dir})"
+        return f"127.0.0.1:{self.settings.pg_port} (databases zabbix, kcmm, airflow; data {self.data_dir})"
 
     # -- install -----------------------------------------------------------
     def install(self) -> None:
@@ -172,7 +178,37 @@ class Postgres(Service):
         return self._pg("psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-h", str(self.socket_dir),
                         "-p", str(self.settings.pg_port), "-d", db, what=what, input=sql)
 
+    @property
+    def airflow_password_file(self) -> Path:
+        return self.settings.run_dir / "postgres-airflow.password"
+
+    def airflow_db_url(self) -> str:
+        """SQLAlchemy URL of the Airflow metadata DB (provisioned by up())."""
+        try:
+            password = self.airflow_password_file.read_text().strip()
+        except OSError:
+            raise ServiceError(f"postgres: {self.airflow_password_file} missing; "
+                               "`monetl services up postgres` provisions the Airflow database") from None
+        return (f"postgresql+psycopg2://{AIRFLOW_ROLE}:{password}@127.0.0.1:{self.settings.pg_port}"
+                f"/{AIRFLOW_ROLE}")
+
+    def _provision_airflow(self) -> None:
+        if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{AIRFLOW_ROLE}'").strip():
+            self.psql(f"CREATE ROLE {AIRFLOW_ROLE} LOGIN", what=f"create role {AIRFLOW_ROLE}")
+        if not self.airflow_password_file.exists():
+            # A lost file only means a new password: the role keeps its database.
+            password = secrets.token_urlsafe(24)
+            tmp = self.airflow_password_file.with_suffix(".tmp")
+            tmp.write_text(password + "\n")
+            os.chmod(tmp, 0o600)
+            self.psql(f"ALTER ROLE {AIRFLOW_ROLE} PASSWORD '{password}'", what=f"password of {AIRFLOW_ROLE}")
+            tmp.replace(self.airflow_password_file)
+        if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{AIRFLOW_ROLE}'").strip():
+            self.psql(f"CREATE DATABASE {AIRFLOW_ROLE} OWNER {AIRFLOW_ROLE} ENCODING 'UTF8' TEMPLATE template0",
+                      what=f"create database {AIRFLOW_ROLE}")
+
     def _provision(self) -> None:
+        self._provision_airflow()
         for role, password, db in ROLES:
             if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():
                 self.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'", what=f"create role {role}")
@@ -224,10 +260,11 @@ class Postgres(Service):
             return False
         try:
             with conn.cursor() as cur:
-                cur.execute("SELECT count(*) FROM pg_roles WHERE rolname IN ('kcmm', %s)", (READ_ONLY_ROLE,))
+                cur.execute("SELECT count(*) FROM pg_roles WHERE rolname IN ('kcmm', %s, %s)",
+                            (READ_ONLY_ROLE, AIRFLOW_ROLE))
                 roles = cur.fetchone()[0]
                 cur.execute("SELECT to_regclass('public.users') IS NOT NULL")
-                if roles != 2 or not cur.fetchone()[0]:
+                if roles != 3 or not self.airflow_password_file.exists() or not cur.fetchone()[0]:
                     return False
                 cur.execute("SELECT count(*) FROM users WHERE username = 'Admin'")
                 return cur.fetchone()[0] == 1

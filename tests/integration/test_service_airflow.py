@@ -59,3 +59,39 @@ def test_api_server_is_loopback_and_serves_the_repo_dags(airflow):
 def test_ensure_again_reuses_it(airflow, settings):
     before = airflow.pid_file.read_text()
     assert services.ensure("airflow", settings).pid_file.read_text() == before
+
+
+def test_metadata_is_in_postgres_and_the_hand_run_cli_reads_the_same_db(airflow, settings):
+    """SQLite failed API calls with "database is locked" while the scheduler wrote (a CI run died
+    on it): the metadata DB is `airflow` on the postgres service, and the venv's `airflow` run by
+    hand with only AIRFLOW_HOME set (as the README's recovery steps do) reads that same DB."""
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    import psycopg2
+
+    from etl.services.postgres import AIRFLOW_ROLE, Postgres
+
+    pg = Postgres(settings)
+    assert stat.S_IMODE(pg.airflow_password_file.stat().st_mode) == 0o600
+    assert stat.S_IMODE(airflow.metadata_db_url_file.stat().st_mode) == 0o600
+    from etl.services.base import wait_until
+
+    def parsed_into_postgres() -> bool:
+        with psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user=AIRFLOW_ROLE, dbname=AIRFLOW_ROLE,
+                              password=pg.airflow_password_file.read_text().strip(), connect_timeout=5) as conn:
+            with conn.cursor() as cur:
+                cur.execute("SELECT count(*) FROM dag WHERE dag_id = 'zabbix_metrics'")
+                return cur.fetchone()[0] == 1
+
+    wait_until(parsed_into_postgres, 180, "zabbix_metrics in the PostgreSQL metadata DB")
+    assert not list(airflow.airflow_home.glob("*.db"))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    env["AIRFLOW_HOME"] = str(airflow.airflow_home)
+    proc = subprocess.run([str(Path(sys.executable).parent / "airflow"), "dags", "list", "-o", "plain"],
+                          capture_output=True, text=True, env=env, timeout=180)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "zabbix_metrics" in proc.stdout
+    assert not list(airflow.airflow_home.glob("*.db"))
