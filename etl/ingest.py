@@ -301,7 +301,7 @@ def run(settings: Settings, source, window: Window, mode: str | None = None, run
     on_chunk(n) is called after each acknowledged bulk request with the documents done so far in the
     current batch; chunk_docs overrides the bulk request size (tests use both to stop a run mid-way).
     hosts narrows a source given by name to these technical host names."""
-    with _opened(settings, source, mode, hosts) as point_source:
+    with _opened(settings, source, mode, hosts) as point_source, _old_objects_frozen():
         return _run(settings, point_source, window, run_id, overlap, progress, use_ge, client, on_chunk, chunk_docs)
 
 
@@ -330,13 +330,6 @@ def _old_objects_frozen():
 
 
 def _run(settings, point_source, window, run_id, overlap, progress, use_ge, client, on_chunk, chunk_docs) -> Summary:
-    with _old_objects_frozen():
-        return _run_frozen(settings, point_source, window, run_id, overlap, progress, use_ge, client, on_chunk,
-                           chunk_docs)
-
-
-def _run_frozen(settings, point_source, window, run_id, overlap, progress, use_ge, client, on_chunk,
-                chunk_docs) -> Summary:
     from etl.search import load
     from etl.search.client import es_client
     from etl.search.templates import apply_points_template

@@ -19,7 +19,7 @@ from etl.errors import ServiceError
 from etl.locks import exclusive
 from etl.services.base import Service
 from etl.services.postgres import Postgres
-from etl.services.support import up_once
+from etl.services.support import up_once, write_private
 
 REPO = Path(__file__).resolve().parents[2]
 # Components whose health the api-server reports; all must be healthy for DAG runs to happen.
@@ -80,11 +80,8 @@ class Airflow(Service):
         return f"cat {shlex.quote(str(self.metadata_db_url_file))}"
 
     def _write_metadata_db_url(self) -> None:
-        url = Postgres(self.settings).airflow_db_url()
-        tmp = self.metadata_db_url_file.with_suffix(".tmp")
-        tmp.write_text(url)  # no newline: Airflow takes the command's output verbatim
-        os.chmod(tmp, 0o600)
-        tmp.replace(self.metadata_db_url_file)
+        # no newline: Airflow takes the command's output verbatim
+        write_private(self.metadata_db_url_file, Postgres(self.settings).airflow_db_url())
 
     def point_cli_at_metadata_db(self) -> None:
         """The venv's `airflow` run by hand with AIRFLOW_HOME=~/.monetl/airflow (README: backfills,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from etl.errors import ServiceError
 from etl.services.base import Service, wait_until
+from etl.services.support import write_private
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 ZABBIX_SQL_DIR = Path("/usr/share/zabbix-server-pgsql")
@@ -192,29 +193,28 @@ class Postgres(Service):
         return (f"postgresql+psycopg2://{AIRFLOW_ROLE}:{password}@127.0.0.1:{self.settings.pg_port}"
                 f"/{AIRFLOW_ROLE}")
 
+    def _ensure_role_and_db(self, role: str, password: str | None, db: str | None) -> None:
+        """Role `role` (with `password`, or none yet) and database `db` it owns, unless they exist."""
+        if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():
+            self.psql(f"CREATE ROLE {role} LOGIN" + (f" PASSWORD '{password}'" if password else ""),
+                      what=f"create role {role}")
+        if db and not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'").strip():
+            self.psql(f"CREATE DATABASE {db} OWNER {role} ENCODING 'UTF8' TEMPLATE template0",
+                      what=f"create database {db}")
+
     def _provision_airflow(self) -> None:
-        if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{AIRFLOW_ROLE}'").strip():
-            self.psql(f"CREATE ROLE {AIRFLOW_ROLE} LOGIN", what=f"create role {AIRFLOW_ROLE}")
+        self._ensure_role_and_db(AIRFLOW_ROLE, None, AIRFLOW_ROLE)
         if not self.airflow_password_file.exists():
-            # A lost file only means a new password: the role keeps its database.
+            # A lost file only means a new password: the role keeps its database. The file is
+            # written after the role has the password, so a file always names a valid one.
             password = secrets.token_urlsafe(24)
-            tmp = self.airflow_password_file.with_suffix(".tmp")
-            tmp.write_text(password + "\n")
-            os.chmod(tmp, 0o600)
             self.psql(f"ALTER ROLE {AIRFLOW_ROLE} PASSWORD '{password}'", what=f"password of {AIRFLOW_ROLE}")
-            tmp.replace(self.airflow_password_file)
-        if not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{AIRFLOW_ROLE}'").strip():
-            self.psql(f"CREATE DATABASE {AIRFLOW_ROLE} OWNER {AIRFLOW_ROLE} ENCODING 'UTF8' TEMPLATE template0",
-                      what=f"create database {AIRFLOW_ROLE}")
+            write_private(self.airflow_password_file, password + "\n")
 
     def _provision(self) -> None:
         self._provision_airflow()
         for role, password, db in ROLES:
-            if not self.psql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():
-                self.psql(f"CREATE ROLE {role} LOGIN PASSWORD '{password}'", what=f"create role {role}")
-            if db and not self.psql(f"SELECT 1 FROM pg_database WHERE datname = '{db}'").strip():
-                self.psql(f"CREATE DATABASE {db} OWNER {role} ENCODING 'UTF8' TEMPLATE template0",
-                          what=f"create database {db}")
+            self._ensure_role_and_db(role, password, db)
         state = self._zabbix_db_state()
         if state == "partial":
             # The packaged SQL commits in parts, so an interrupted load can leave half a schema:

@@ -1,5 +1,5 @@
-"""Helpers shared by the JVM-based local services (Elasticsearch, HDFS): one starter at a time,
-Maven downloads, zip unpacking, and a non-root account for servers that refuse root."""
+"""Helpers shared by the local services: one starter at a time, Maven downloads, zip unpacking, a
+non-root account for servers that refuse root (Elasticsearch, HDFS), and files only root may read."""
 
 from __future__ import annotations
 
@@ -16,6 +16,19 @@ from etl.locks import exclusive
 from etl.services.base import Service, pid_alive, wait_until
 
 SERVICE_USER = "monetl"
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace `path` with `text`, readable by its owner only from the first byte (created 0600, not
+    chmod-ed after the write), and whole or not at all."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # an older tmp file keeps its mode through O_CREAT
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
 
 
 def maven_fetch(artifact: str, dest_dir: Path, timeout: float = 900) -> Path:

@@ -62,3 +62,23 @@ def test_no_config_yet_writes_nothing(tmp_path, monkeypatch):
     service = _service(tmp_path, monkeypatch)
     service.point_cli_at_metadata_db()
     assert not (service.airflow_home / "airflow.cfg").exists()
+
+
+def test_private_files_are_owner_only_from_the_start_and_replaced_whole(tmp_path):
+    import os
+    import stat
+
+    from etl.services.support import write_private
+
+    target = tmp_path / "secret.url"
+    old_umask = os.umask(0)  # a permissive umask must not widen the file
+    try:
+        write_private(target, "first")
+        (tmp_path / ".secret.url.tmp").write_text("stale")
+        os.chmod(tmp_path / ".secret.url.tmp", 0o666)
+        write_private(target, "second")
+    finally:
+        os.umask(old_umask)
+    assert target.read_text() == "second"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    assert not (tmp_path / ".secret.url.tmp").exists()
