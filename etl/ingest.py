@@ -383,7 +383,7 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
 
         def account(prepared: _Prepared, result) -> None:
             nonlocal loaded, bad
-            touched.update(prepared.docs.indices)
+            touched.update(prepared.docs.index_set())
             failed_rows = sorted(result.failed)
             if failed_rows:
                 _quarantine_rows(shared, prepared.batch, failed_rows, result.failed, "load")
@@ -897,7 +897,7 @@ def replay(settings: Settings, path: str | Path, client=None, batch_size: int = 
         _quarantine_rows(still_bad, batch, checked.bad_rows, checked.reasons, "validate")
         docs = load.documents(checked.good, settings.es_index_prefix)
         result = load.bulk(client, docs, in_flight=settings.es_bulk_in_flight)
-        touched.update(docs.indices)
+        touched.update(docs.index_set())
         _quarantine_rows(still_bad, checked.good, sorted(result.failed), result.failed, "load")
         report.loaded += result.loaded
         # Only what Elasticsearch acknowledged goes into the ledger.

@@ -25,7 +25,7 @@ def index_points(es, points: pa.Table, prefix: str, *, refresh: bool = True) -> 
             row, reason = next(iter(result.failed.items()))
             raise StoreError(f"{len(result.failed)} test points refused, e.g. row {row}: {reason}")
         loaded += result.loaded
-        indices.update(docs.indices)
+        indices.update(docs.index_set())
     if refresh:
         for name in indices:
             es.indices.refresh(index=name)

@@ -148,7 +148,7 @@ def retry_blocked_items(client, docs, send, result):
         if not again_rows:
             return result
         blocked = "block" in kinds.values()
-        index = docs.indices[again_rows[0]]
+        index = docs.index_of(again_rows[0])
         elapsed = _clock() - started
         wait = block_wait if blocked else busy_wait
         if elapsed >= wait:

@@ -65,3 +65,52 @@ def test_overlap_rows_go_as_create_and_the_window_as_index():
     docs = Documents(["a", "b", "c"], ["i"] * 3, ["{}"] * 3).create_before(batch, 100 * 10**9 + 5)
     assert [next(iter(action)) for action, _ in docs.actions()] == ["create", "index", "index"]
     assert [next(iter(a)) for a, _ in Documents(["a"], ["i"], ["{}"]).actions()] == ["index"]
+
+
+def _bodies(docs, **limits):
+    return list(load._chunks(docs, limits.get("chunk_docs", load.CHUNK_DOCS), limits.get("chunk_bytes", load.CHUNK_BYTES)))
+
+
+def _as_lists(docs):
+    """The same documents through the list path (what a caller that reads or edits them gets)."""
+    docs.sources  # makes the lists: from now on bodies are joined from them
+    return docs
+
+
+def test_bodies_cut_from_the_arrays_equal_the_bodies_joined_from_lists():
+    big = "长" * 3000  # 9,000 bytes of UTF-8, 3,000 characters: byte limits count bytes
+    rows = [point(itemid=i, value_type=4, value=None, value_text=big if i % 7 == 0 else f"t{i}") for i in range(40)]
+    for limits in ({}, {"chunk_docs": 6}, {"chunk_bytes": 4096}, {"chunk_docs": 5, "chunk_bytes": 20_000}):
+        fast = _bodies(load.documents(batch(rows), "pfx"), **limits)
+        slow = _bodies(_as_lists(load.documents(batch(rows), "pfx")), **limits)
+        assert fast == slow, limits
+        assert sum(n for _, n, _ in fast) == len(rows)
+        assert [first for first, _, _ in fast] == [sum(n for _, n, _ in fast[:k]) for k in range(len(fast))]
+        for _, n, body in fast:
+            assert body.count(b"\n") == 2 * n and body.endswith(b"\n")
+            limit = limits.get("chunk_bytes", load.CHUNK_BYTES)
+            assert n == 1 or len(body) <= limit
+            assert n <= limits.get("chunk_docs", load.CHUNK_DOCS)
+    # a document bigger than the byte limit goes alone, not dropped and not joined to others
+    alone = _bodies(load.documents(batch(rows), "pfx"), chunk_bytes=4096)
+    assert [n for _, n, body in alone if len(body) > 4096] == [1] * 6
+
+
+def test_overlap_rows_are_sent_as_create_from_the_arrays_too():
+    rows = [point(itemid=1, clock=BASE_CLOCK + 9), point(itemid=2, clock=BASE_CLOCK + 10), point(itemid=3, clock=BASE_CLOCK + 11)]
+    docs = load.documents(batch(rows), "pfx").create_before(batch(rows), (BASE_CLOCK + 10) * 10**9)
+    ((_, n, body),) = _bodies(docs)
+    actions = [json.loads(line) for line in body.decode().splitlines()[::2]]
+    assert [next(iter(a)) for a in actions] == ["create", "index", "index"]
+    assert [a[next(iter(a))]["_id"] for a in actions] == docs.ids
+    again = docs.subset([2, 0])  # a retry re-sends refused rows with their own operation
+    ((_, _, retried),) = _bodies(again)
+    assert [next(iter(json.loads(line))) for line in retried.decode().splitlines()[::2]] == ["index", "create"]
+    assert again.ids == [docs.ids[2], docs.ids[0]] and again.index_set() == {docs.indices[0]}
+
+
+def test_an_edited_source_is_what_gets_sent():
+    docs = load.documents(batch([point(itemid=1), point(itemid=2)]), "pfx")
+    docs.sources[1] = '{"edited": true}'
+    ((_, _, body),) = _bodies(docs)
+    assert body.decode().splitlines()[3] == '{"edited": true}'
