@@ -1,8 +1,8 @@
 """Point batches -> Elasticsearch documents -> bulk requests.
 
-Documents are built column-wise (DuckDB's to_json over the Arrow batch, no Python dict per row),
-bulk bodies are joined from those ready lines (no JSON encoding per document; the answers are
-filtered to status and error), and per-document failures come back with the row they belong to so
+Documents are built column-wise (DuckDB's to_json over the Arrow batch, no Python dict per row,
+the action line written by the same query), a bulk body is a slice of those ready NDJSON lines (no
+JSON encoding and no Python string per document; the answers are filtered to status and error), and per-document failures come back with the row they belong to so
 the caller can quarantine them. A refusal for a passing reason (429/503, a write block) is re-sent
 by etl.search.retry, never quarantined. Transport errors (node
 down, timeouts after retries) raise: the run fails and is re-run; ids make that converge."""
