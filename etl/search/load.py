@@ -2,8 +2,8 @@
 
 Documents are built column-wise (DuckDB's to_json over the Arrow batch, no Python dict per row,
 the action line written by the same query), a bulk body is a slice of those ready NDJSON lines (no
-JSON encoding and no Python string per document; the answers are filtered to status and error), and per-document failures come back with the row they belong to so
-the caller can quarantine them. A refusal for a passing reason (429/503, a write block) is re-sent
+JSON encoding and no Python string per document; the answers are filtered to status and error),
+and per-document failures come back with the row they belong to so the caller can quarantine them. A refusal for a passing reason (429/503, a write block) is re-sent
 by etl.search.retry, never quarantined. Transport errors (node
 down, timeouts after retries) raise: the run fails and is re-run; ids make that converge."""
 
@@ -90,7 +90,8 @@ class Documents:
     lists, so a caller that edits one sends what it edited. Made from lists (`Documents(ids,
     indices, sources)`), it works from the lists throughout."""
 
-    def __init__(self, ids: list[str], indices: list[str], sources: list[str], create: list[bool] | None = None):
+    def __init__(self, ids: list[str] | None, indices: list[str] | None, sources: list[str] | None,
+                 create: list[bool] | None = None):
         self._ids, self._indices, self._sources = ids, indices, sources
         self._lines: pa.Array | None = None   # NDJSON pairs, when built from a batch
         self._id_array: pa.Array | None = None
