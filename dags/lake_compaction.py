@@ -56,7 +56,7 @@ def lake_compaction():
     # successful map indexes have a result, so the event names exactly those days.
     @task(outlets=[LAKE_POINTS], trigger_rule="all_done", execution_timeout=dt.timedelta(minutes=5))
     def lake_updated(results: list[dict], **context) -> int:
-        from airflow.exceptions import AirflowSkipException
+        from airflow.sdk.exceptions import AirflowSkipException
 
         # The reports DAG rebuilds exactly these UTC days (read from the asset event's extra).
         compacted = [r for r in results if r]
