@@ -3,9 +3,9 @@
 Documents are built column-wise (DuckDB's to_json over the Arrow batch, no Python dict per row,
 the action line written by the same query), a bulk body is a slice of those ready NDJSON lines (no
 JSON encoding and no Python string per document; the answers are filtered to status and error),
-and per-document failures come back with the row they belong to so the caller can quarantine them. A refusal for a passing reason (429/503, a write block) is re-sent
-by etl.search.retry, never quarantined. Transport errors (node
-down, timeouts after retries) raise: the run fails and is re-run; ids make that converge."""
+and per-document failures come back with the row they belong to so the caller can quarantine them.
+A refusal for a passing reason (429/503, a write block) is re-sent by etl.search.retry, never
+quarantined. Transport errors (node down, timeouts after retries) raise: the run fails and is re-run; ids make that converge."""
 
 from __future__ import annotations
 
@@ -45,19 +45,23 @@ def _duckdb():
 
 
 def _document_sql() -> str:
-    """One JSON document per point: every point field (schemas/point.json order) + @timestamp."""
+    """Per point its id, its index (the registered `_index` column) and its NDJSON pair: the `index`
+    action line and the JSON document (every point field in schemas/point.json order + @timestamp),
+    each ending in a newline."""
     fields = ", ".join(f'"{f.name}" := "{f.name}"' for f in point_schema())
     timestamp = ("strftime(make_timestamp(clock * 1000000), '%Y-%m-%dT%H:%M:%S') || '.' || "
                  "lpad(CAST(ns AS VARCHAR), 9, '0') || 'Z'")
     # Same format as etl.schema.point_id (checked by tests/unit/etl/test_load.py).
     doc_id = ("source || ':' || CAST(itemid AS VARCHAR) || ':' || CAST(clock AS VARCHAR) || ':' || "
               "CAST(ns AS VARCHAR) || CASE WHEN resolution = 'raw' THEN '' ELSE ':' || resolution END")
-    return (f"SELECT {doc_id} AS _id, "
-            f"to_json(struct_pack(\"@timestamp\" := {timestamp}, {fields})) AS doc "
-            f"FROM points")
+    doc = f"to_json(struct_pack(\"@timestamp\" := {timestamp}, {fields}))"
+    # ids and index names never hold quotes or backslashes (digits, ':', '-', '.', a-z): safe as is
+    action = "'{\"index\":{\"_index\":\"' || _index || '\",\"_id\":\"' || _id || '\"}}'"
+    return (f"SELECT _id, _index, {action} || chr(10) || doc || chr(10) AS line "
+            f"FROM (SELECT {doc_id} AS _id, _index, {doc} AS doc FROM points)")
 
 
-_SQL = _document_sql()
+_LINE_SQL = _document_sql()
 
 
 def index_names(batch: pa.RecordBatch, prefix: str) -> pa.Array:
@@ -73,9 +77,6 @@ def index_names(batch: pa.RecordBatch, prefix: str) -> pa.Array:
     return pc.take(pa.array(names, type=pa.string()), pc.index_in(key, value_set=distinct))
 
 
-# ids and index names never hold quotes or backslashes (digits, ':', '-', '.', a-z): safe as is
-_LINE_SQL = ("SELECT _id, _index, '{\"index\":{\"_index\":\"' || _index || '\",\"_id\":\"' || _id || '\"}}' "
-             f"|| chr(10) || doc || chr(10) AS line FROM ({_SQL.replace(' FROM points', ', _index FROM points')})")
 _INDEX_OP, _CREATE_OP = '{"index":', '{"create":'
 
 
@@ -131,7 +132,7 @@ class Documents:
 
     def index_set(self) -> set[str]:
         """The indices the documents go to (without a list of one name per document)."""
-        if self._index_array is not None:
+        if self._indices is None:
             return set(pc.unique(self._index_array).to_pylist())
         return set(self._indices)
 
@@ -245,17 +246,17 @@ def _chunks(docs: Documents, chunk_docs: int, chunk_bytes: int):
     if docs._from_arrays():
         yield from _slices(docs._lines, chunk_docs, chunk_bytes)
         return
-    lines: list[str] = []
+    lines: list[bytes] = []
     size, first = 0, 0
     for row, (op, _id, index, source) in enumerate(zip(docs.ops(), docs.ids, docs.indices, docs.sources)):
-        line = f'{{"{op}":{{"_index":"{index}","_id":"{_id}"}}}}\n{source}\n'
-        if lines and (len(lines) >= chunk_docs or size + len(line.encode()) > chunk_bytes):
-            yield first, len(lines), "".join(lines).encode()
+        line = f'{{"{op}":{{"_index":"{index}","_id":"{_id}"}}}}\n{source}\n'.encode()
+        if lines and (len(lines) >= chunk_docs or size + len(line) > chunk_bytes):
+            yield first, len(lines), b"".join(lines)
             lines, size, first = [], 0, row
         lines.append(line)
-        size += len(line.encode())
+        size += len(line)
     if lines:
-        yield first, len(lines), "".join(lines).encode()
+        yield first, len(lines), b"".join(lines)
 
 
 def _slices(lines: pa.Array, chunk_docs: int, chunk_bytes: int):
