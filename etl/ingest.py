@@ -372,8 +372,11 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
         flight = max(1, settings.es_bulk_in_flight)
         # Batches are loaded `flight` at a time, each one request after another, so the node keeps
         # `flight` requests to work on across batch boundaries (one batch's requests all open at once
-        # left a write thread idle while the batch's last request finished). Results are taken in
-        # batch order: quarantine, counts and the overlap memory see the batches as read.
+        # left a write thread idle while the batch's last request finished). The next batch starts
+        # as soon as any one ends: a short batch (the last of a value type) that ends before a long
+        # one left its thread idle until the long one was done, ~0.7 s of one request in flight per
+        # design-scale interval. Results are still taken in batch order: quarantine, counts and
+        # the overlap memory see the batches as read.
         loading = concurrent.futures.ThreadPoolExecutor(flight, thread_name_prefix="ingest-bulk") if flight > 1 else None
         pending: collections.deque = collections.deque()
 
@@ -407,6 +410,25 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             summary.bulk_seconds += time.monotonic() - bulk_started
             account(prepared, result)
 
+        def make_room() -> None:
+            """Return once fewer than `flight` batches are in the node; finished ones are
+            accounted oldest first, and at most 2 x flight are held (their results kept for order)."""
+            while True:
+                while pending and pending[0][1].done():
+                    take_oldest()
+                running = [future for _, future in pending if not future.done()]
+                if any(future.exception() for _, future in pending if future.done()):
+                    while pending:  # a failed batch: account those before it, then raise its error
+                        take_oldest()
+                if len(running) < flight and len(pending) < 2 * flight:
+                    return
+                if len(running) < flight:  # enough results held: wait for the oldest
+                    take_oldest()
+                    continue
+                bulk_started = time.monotonic()
+                concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                summary.bulk_seconds += time.monotonic() - bulk_started
+
         try:
             waited = time.monotonic()
             for prepared in _prepare_in_background(batches, extraction, settings.es_index_prefix, sampler,
@@ -427,8 +449,7 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
                     summary.bulk_seconds += time.monotonic() - bulk_started
                     account(prepared, result)
                 else:
-                    while len(pending) >= flight:
-                        take_oldest()
+                    make_room()
                     pending.append((prepared, loading.submit(send, prepared)))
                 waited = time.monotonic()
             while pending:

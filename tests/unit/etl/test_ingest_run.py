@@ -165,3 +165,44 @@ def test_plain_progress_is_logged_at_info_not_written_to_stderr(capsys, caplog):
     lines = [r for r in caplog.records if r.name == "etl.ingest"]
     assert lines and all(r.levelno == logging.INFO for r in lines)
     assert "done, read 10 loaded 10" in lines[-1].getMessage()
+
+
+def test_a_batch_that_ends_early_frees_its_slot_for_the_next(cfg, monkeypatch):
+    """Two batches in flight: while the first is slow, the short second one ends and the third must
+    start at once (not wait for the first); results are still accounted in batch order, and a batch
+    that fails stops the run with nothing before it left running."""
+    import threading
+
+    cfg = dataclasses.replace(cfg, es_bulk_in_flight=2)
+    third_started, order, lock = threading.Event(), [], threading.Lock()
+
+    def fake_bulk(client, docs, **kwargs):
+        itemid = json.loads(docs.sources[0])["itemid"]
+        with lock:
+            order.append(("start", itemid))
+        if itemid == 1:
+            waited = third_started.wait(timeout=5)
+            with lock:
+                order.append(("first saw the third start", waited))
+        if itemid == 3:
+            third_started.set()
+        if itemid == 4:
+            raise RuntimeError("node went away")
+        with lock:
+            order.append(("end", itemid))
+        return load.LoadResult(loaded=len(docs.ids))
+
+    monkeypatch.setattr(load, "bulk", fake_bulk)
+    source = MemorySource([batch([point(itemid=i)]) for i in (1, 2, 3)])
+    summary = ingest.run(cfg, source, WINDOW, client=Client(), use_ge=False)
+    assert ("first saw the third start", True) in order
+    assert order.index(("start", 3)) < order.index(("end", 1))
+    assert summary.points_loaded == 3 and summary.loaded == {"float": 3}
+
+    third_started.clear()
+    order.clear()
+    source = MemorySource([batch([point(itemid=i)]) for i in (1, 2, 3, 4, 5)])
+    with pytest.raises(RuntimeError, match="node went away"):
+        ingest.run(cfg, source, WINDOW, client=Client(), use_ge=False)
+    # nothing is left running behind the caller: every batch before the refused one was answered
+    assert {("end", 1), ("end", 2), ("end", 3)} <= set(order)
