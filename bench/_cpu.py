@@ -29,12 +29,21 @@ def _families() -> dict[str, float]:
         family = FAMILIES.get(comm)
         if family is None:
             continue
+        if comm == "java" and not _is_elasticsearch(proc):
+            family = "other java (hdfs)"  # the MiniDFSCluster's JVM is not the node's
         fields = stat[stat.rindex(")") + 2:].split()
         # utime, stime, cutime, cstime are fields 14-17 of stat (11-14 after pid and comm)
         out[family] = out.get(family, 0.0) + sum(int(f) for f in fields[11:15]) / _TICK
     times = os.times()
     out["monetl (this process)"] = times.user + times.system + times.children_user + times.children_system
     return out
+
+
+def _is_elasticsearch(proc: Path) -> bool:
+    try:
+        return b"org.elasticsearch" in (proc / "cmdline").read_bytes()
+    except OSError:
+        return True
 
 
 def _idle() -> float:
@@ -52,6 +61,11 @@ class CpuMeter:
         after = _families()
         self.seconds = {k: after.get(k, 0.0) - self._before.get(k, 0.0) for k in after}
         self.seconds["idle"] = _idle() - self._idle
+
+    @property
+    def busy(self) -> float:
+        """Core-seconds every measured process used together (idle excluded)."""
+        return sum(v for k, v in self.seconds.items() if k != "idle")
 
     def line(self) -> str:
         shown = sorted(((k, v) for k, v in self.seconds.items() if k != "idle" and v >= 0.05), key=lambda kv: -kv[1])
