@@ -12,8 +12,8 @@ Measured by bench/ingest on this machine (2 cores shared with other jobs): GE va
 (a fixed cost per call dominates); the row rules do ~1.2M rows/s and the whole pipeline ~7-9k
 points/s, bounded by Elasticsearch. GE on every row would be the pipeline's biggest CPU cost
 (~1.2 CPU-hours/day at 144M points/day, on the same cores Elasticsearch needs), so the pipeline
-runs GE on a strided sample (`GESampler`: 5k rows per 200k read, suite meta) and the row rules
-on everything. The first GE call of a process costs 3-10 s (import + context).
+runs GE on a strided sample (`GESampler`: every 40th row, validated once per 500k rows read, suite
+meta) and the row rules on everything. The first GE call of a process costs 3-10 s (import + context).
 
 A batch with rows that fail is split: the good rows load, each bad row goes to the quarantine with
 its reason and the offending value."""
@@ -331,15 +331,15 @@ class GESampler:
     def __init__(self, window: Window | None, sample_rows: int | None = None, every_rows: int | None = None):
         meta = suite_spec()["meta"]
         self.window = window
-        self.sample_rows = sample_rows if sample_rows is not None else meta.get("ge_sample_rows", 5000)
-        every_rows = every_rows if every_rows is not None else meta.get("ge_every_rows", 200_000)
+        self.sample_rows = sample_rows if sample_rows is not None else meta["ge_sample_rows"]
+        every_rows = every_rows if every_rows is not None else meta["ge_every_rows"]
         self.stride = max(1, every_rows // max(1, self.sample_rows)) if self.sample_rows else 1
         self._pending: list[pa.RecordBatch] = []
         self._pending_rows = 0
         self._offset = 0  # keeps the stride going across batch boundaries
         self.total = GEReport()
         self._flagged: set[str] = set()
-        self._samples: queue.Queue = queue.Queue(maxsize=2)  # a few 5k-row samples at most
+        self._samples: queue.Queue = queue.Queue(maxsize=2)  # two samples (ge_sample_rows each) at most
         self._error: BaseException | None = None
         self._closed = threading.Event()
         self._worker = threading.Thread(target=self._validate, name="ge-sampler", daemon=True)
