@@ -416,10 +416,10 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
             while True:
                 while pending and pending[0][1].done():
                     take_oldest()
-                running = [future for _, future in pending if not future.done()]
-                if any(future.exception() for _, future in pending if future.done()):
+                if any(future.done() and future.exception() for _, future in pending):
                     while pending:  # a failed batch: account those before it, then raise its error
                         take_oldest()
+                running = [future for _, future in pending if not future.done()]
                 if len(running) < flight and len(pending) < 2 * flight:
                     return
                 if len(running) < flight:  # enough results held: wait for the oldest
