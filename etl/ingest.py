@@ -91,6 +91,7 @@ class Summary:
     first_batch_seconds: float = 0.0
     source_wait_seconds: float = 0.0
     bulk_seconds: float = 0.0
+    refresh_seconds: float = 0.0                                # making the run's documents searchable
 
     @property
     def points_read(self) -> int:
@@ -481,7 +482,9 @@ def _run(settings, point_source, window, run_id, overlap, progress, use_ge, clie
         meter.close()
     if touched:
         # Readers (gaps, tests, the compaction check) see the run's documents now, not after 30 s.
+        refresh_started = time.monotonic()
         client.indices.refresh(index=",".join(sorted(touched)), ignore_unavailable=True)
+        summary.refresh_seconds = time.monotonic() - refresh_started
     summary.read, summary.loaded, summary.quarantined = dict(read), dict(loaded), dict(bad)
     summary.quarantined_at_source = quarantine.count - sum(bad.values())
     summary.reasons = dict(quarantine.reasons)

@@ -114,3 +114,35 @@ def test_ttl_zero_disables_the_cache(tmp_path):
     ZabbixApiSource(settings, api=api, catalog_cache=True).catalog()
     assert len(full_pages(api)) == 2
     assert not (tmp_path / "state").exists()
+
+
+def test_the_built_catalog_is_reused_and_a_host_change_rebuilds_it_from_the_cached_items(tmp_path, monkeypatch):
+    import etl.sources.zabbix_api as zabbix_api
+
+    settings = Settings(home=tmp_path)
+    api = FleetApi(hosts=5, per_host=10)
+    first = ZabbixApiSource(settings, api=api, catalog_cache=True)
+    built_first = first.catalog()[0]
+    builds = []
+    real_build = zabbix_api.catalog_from_api
+    monkeypatch.setattr(zabbix_api, "catalog_from_api", lambda *a, **k: builds.append(1) or real_build(*a, **k))
+
+    # same items, same hosts: the finished catalog comes back, nothing is read or built
+    api.item_calls.clear()
+    second = ZabbixApiSource(settings, api=api, catalog_cache=True)
+    catalog, retention = second.catalog()
+    assert second.stats["catalog_built_cached"] == 1 and not full_pages(api) and not builds
+    assert catalog.table.equals(built_first.table) and retention == first.catalog()[1]
+
+    # a renamed host: items still from their cache, the catalog rebuilt with the new name
+    api.hosts[0] = {**api.hosts[0], "host": "renamed"}
+    api.item_calls.clear()
+    third = ZabbixApiSource(settings, api=api, catalog_cache=True)
+    catalog, _ = third.catalog()
+    assert third.stats["catalog_cached"] == 1 and third.stats["catalog_built_cached"] == 0
+    assert not full_pages(api) and builds == [1]
+    assert {catalog.items[int(i["itemid"])].host for i in api.items if i["hostid"] == "1"} == {"renamed"}
+
+    # and the rebuilt one is what the next run reuses
+    fourth = ZabbixApiSource(settings, api=api, catalog_cache=True)
+    assert fourth.catalog()[0].table.equals(catalog.table) and fourth.stats["catalog_built_cached"] == 1
