@@ -1,7 +1,8 @@
 """Point batches -> Elasticsearch documents -> bulk requests.
 
 Documents are built column-wise (DuckDB's to_json over the Arrow batch, no Python dict per row,
-the action line written by the same query), a bulk body is a slice of those ready NDJSON lines (no
+the action line written by the same query; an item's labels once per item of the batch and the
+fields null in the whole batch once per batch), a bulk body is a slice of those ready NDJSON lines (no
 JSON encoding and no Python string per document; the answers are filtered to status and error),
 and per-document failures come back with the row they belong to so the caller can quarantine them.
 A refusal for a passing reason (429/503, a write block) is re-sent by etl.search.retry, never
@@ -12,6 +13,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import datetime as dt
+import functools
 import threading
 from dataclasses import dataclass, field
 
@@ -44,24 +46,41 @@ def _duckdb():
     return con
 
 
+_TIMESTAMP_SQL = ("strftime(make_timestamp(clock * 1000000), '%Y-%m-%dT%H:%M:%S') || '.' || "
+                  "lpad(CAST(ns AS VARCHAR), 9, '0') || 'Z'")
+# Same format as etl.schema.point_id (checked by tests/unit/etl/test_load.py).
+_ID_SQL = ("source || ':' || CAST(itemid AS VARCHAR) || ':' || CAST(clock AS VARCHAR) || ':' || "
+           "CAST(ns AS VARCHAR) || CASE WHEN resolution = 'raw' THEN '' ELSE ':' || resolution END")
+# ids and index names never hold quotes or backslashes (digits, ':', '-', '.', a-z): safe as is
+_ACTION_SQL = "'{\"index\":{\"_index\":\"' || _index || '\",\"_id\":\"' || _id || '\"}}'"
+# The catalog's labels of a point: the same on every point of an item, so a batch writes their JSON
+# once per item (a 5-minute batch holds ~5 points an item) and each document takes its item's.
+ITEM_FIELDS = ("source", "host", "host_name", "host_groups", "key", "item_name", "units", "tags")
+
+
+def _struct(names) -> str:
+    return ", ".join(f'"{name}" := "{name}"' for name in names)
+
+
 def _document_sql() -> str:
     """Per point its id, its index (the registered `_index` column) and its NDJSON pair: the `index`
     action line and the JSON document (every point field in schemas/point.json order + @timestamp),
     each ending in a newline."""
-    fields = ", ".join(f'"{f.name}" := "{f.name}"' for f in point_schema())
-    timestamp = ("strftime(make_timestamp(clock * 1000000), '%Y-%m-%dT%H:%M:%S') || '.' || "
-                 "lpad(CAST(ns AS VARCHAR), 9, '0') || 'Z'")
-    # Same format as etl.schema.point_id (checked by tests/unit/etl/test_load.py).
-    doc_id = ("source || ':' || CAST(itemid AS VARCHAR) || ':' || CAST(clock AS VARCHAR) || ':' || "
-              "CAST(ns AS VARCHAR) || CASE WHEN resolution = 'raw' THEN '' ELSE ':' || resolution END")
-    doc = f"to_json(struct_pack(\"@timestamp\" := {timestamp}, {fields}))"
-    # ids and index names never hold quotes or backslashes (digits, ':', '-', '.', a-z): safe as is
-    action = "'{\"index\":{\"_index\":\"' || _index || '\",\"_id\":\"' || _id || '\"}}'"
-    return (f"SELECT _id, _index, {action} || chr(10) || doc || chr(10) AS line "
-            f"FROM (SELECT {doc_id} AS _id, _index, {doc} AS doc FROM points)")
+    doc = f'to_json(struct_pack("@timestamp" := {_TIMESTAMP_SQL}, {_struct(f.name for f in point_schema())}))'
+    return (f"SELECT _id, _index, {_ACTION_SQL} || chr(10) || doc || chr(10) AS line "
+            f"FROM (SELECT {_ID_SQL} AS _id, _index, {doc} AS doc FROM points)")
 
 
 _LINE_SQL = _document_sql()
+_ITEM_SQL = f"SELECT to_json(struct_pack({_struct(ITEM_FIELDS)})) AS doc FROM items"
+
+
+@functools.lru_cache(maxsize=64)
+def _point_sql(fields: tuple[str, ...]) -> str:
+    """Per point its id, index, action line (with its newline) and the JSON of `fields` + @timestamp."""
+    doc = f'to_json(struct_pack("@timestamp" := {_TIMESTAMP_SQL}{", " if fields else ""}{_struct(fields)}))'
+    return (f"SELECT _id, _index, {_ACTION_SQL} || chr(10) AS head, doc "
+            f"FROM (SELECT {_ID_SQL} AS _id, _index, {doc} AS doc FROM points)")
 
 
 def index_names(batch: pa.RecordBatch, prefix: str) -> pa.Array:
@@ -178,16 +197,79 @@ class Documents:
 
 
 def documents(batch: pa.RecordBatch, prefix: str) -> Documents:
-    """Documents of a validated batch (clock/ns present, text valid UTF-8)."""
+    """Documents of a validated batch (clock/ns present, text valid UTF-8). An item's labels
+    (ITEM_FIELDS) are written once per item and fields null in the whole batch once per batch;
+    a batch where some item's labels differ between its points (replayed records of a renamed
+    item) is written point by point, as is one with too few points an item to gain."""
     if batch.num_rows == 0:
         return Documents([], [], [])
-    con = _duckdb()
-    con.register("points", batch.append_column("_index", index_names(batch, prefix)))
-    try:
-        built = con.sql(_LINE_SQL).to_arrow_table()
-    finally:
-        con.unregister("points")
+    points = batch.append_column("_index", index_names(batch, prefix))
+    items = _items_of(batch)
+    if items is None:
+        built = _query("points", points, _LINE_SQL)
+        return Documents._from_lines(*(_one_array(built.column(name)) for name in ("_id", "_index", "line")))
+    first, of_row = items
+    point_fields = [f.name for f in point_schema() if f.name not in ITEM_FIELDS]
+    live = tuple(name for name in point_fields if batch.column(name).null_count < batch.num_rows)
+    nulls = "".join(f',"{name}":null' for name in point_fields if name not in live)
+    built = _query("points", points, _point_sql(live))
+    labels = _one_array(_query("items", batch.select(list(ITEM_FIELDS)).take(pa.array(first)), _ITEM_SQL)
+                        .column("doc"))
+    # '{labels' + the batch's nulls + ',' per item, then '"@timestamp":...}' of each point after it
+    opening = pc.binary_join_element_wise(pc.utf8_slice_codeunits(labels, 0, -1), pa.scalar(nulls + ","), "")
+    lines = pc.binary_join_element_wise(_one_array(built.column("head")), opening.take(pa.array(of_row)),
+                                        pc.utf8_slice_codeunits(_one_array(built.column("doc")), 1),
+                                        pa.scalar("\n"), "")
+    return Documents._from_lines(_one_array(built.column("_id")), _one_array(built.column("_index")), lines)
+
+
+def documents_by_point(batch: pa.RecordBatch, prefix: str) -> Documents:
+    """The documents of `batch` written point by point (every field in schema order): the reference
+    `documents` is checked against, and its path for batches it cannot share labels in."""
+    if batch.num_rows == 0:
+        return Documents([], [], [])
+    built = _query("points", batch.append_column("_index", index_names(batch, prefix)), _LINE_SQL)
     return Documents._from_lines(*(_one_array(built.column(name)) for name in ("_id", "_index", "line")))
+
+
+def _query(name: str, data, sql: str) -> pa.Table:
+    con = _duckdb()
+    con.register(name, data)
+    try:
+        return con.sql(sql).to_arrow_table()
+    finally:
+        con.unregister(name)
+
+
+def _items_of(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray] | None:
+    """(first row of each item, each row's item) when every point of an item carries the same
+    labels and items have 2+ points on average; None otherwise."""
+    itemid = batch.column("itemid")
+    if itemid.null_count:
+        return None
+    _, first, of_row = np.unique(itemid.to_numpy(zero_copy_only=False), return_index=True, return_inverse=True)
+    if 2 * len(first) > batch.num_rows:
+        return None
+    same_item = pa.array(first[of_row])
+    for name in ITEM_FIELDS:
+        column = batch.column(name)
+        if not _equal(column, column.take(same_item)):
+            return None
+    return first, of_row.reshape(-1)
+
+
+def _equal(a: pa.Array, b: pa.Array) -> bool:
+    """Whether two arrays of one type hold the same values row by row (nulls equal nulls)."""
+    if a.null_count or b.null_count:
+        if not pc.all(pc.equal(pc.is_null(a), pc.is_null(b))).as_py():
+            return False
+    if pa.types.is_list(a.type) or pa.types.is_large_list(a.type):
+        lengths = pc.equal(pc.fill_null(pc.list_value_length(a), 0), pc.fill_null(pc.list_value_length(b), 0))
+        return bool(pc.all(lengths).as_py() is not False) and _equal(pc.list_flatten(a), pc.list_flatten(b))
+    if pa.types.is_struct(a.type):
+        return all(_equal(x, y) for x, y in zip(a.flatten(), b.flatten()))
+    same = pc.equal(a, b)
+    return bool(pc.all(same).as_py() is not False)  # null where both are null: already compared
 
 
 def _one_array(column: pa.ChunkedArray) -> pa.Array:

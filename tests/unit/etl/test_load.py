@@ -118,3 +118,60 @@ def test_an_edited_source_is_what_gets_sent():
     docs.sources[1] = '{"edited": true}'
     ((_, _, body),) = _bodies(docs)
     assert body.decode().splitlines()[3] == '{"edited": true}'
+
+
+def _pairs(docs):
+    """(action line, parsed document) of every NDJSON pair, each pair ending in a newline."""
+    out = []
+    for line in docs._lines.to_pylist():
+        action, source, end = line.split("\n")
+        assert end == ""
+        out.append((action, json.loads(source)))
+    return out
+
+
+def _fleet_rows():
+    tags = [{"tag": 'quote " and \\ back', "value": "line\nbreak\ttab \u0001"}, {"tag": "env", "value": "测试"}]
+    rows = []
+    for i in range(4):
+        clock = BASE_CLOCK + 60 * i
+        rows += [point(itemid=1, clock=clock, value=0.1 * i - 1e-300, tags=tags, host_name="交易网关 \"01\""),
+                 point(itemid=2, clock=clock, value_type=3, value=float(2 ** 64 - 1), value_uint=2 ** 64 - 1 - i,
+                       units=None, item_name=None, host_groups=[]),
+                 point(itemid=3, clock=clock, value_type=4, value=None, value_text=f'{{"k": "v{i}"}}\u0000\u001f',
+                       tags=[], host_groups=["a", "b"]),
+                 point(itemid=4, clock=clock, value_type=2, value=None, value_text="log line", log_timestamp=clock,
+                       log_source="Application", log_severity=4, log_eventid=1000 + i, key='eventlog["Application"]'),
+                 point(itemid=5, clock=clock, resolution="1h", ns=0, value_min=-1.5, value_max=1e15,
+                       value_count=60)]
+    return rows
+
+
+def test_shared_item_labels_give_the_same_documents_as_point_by_point():
+    data = batch(_fleet_rows())
+    assert load._items_of(data) is not None  # the labels are written once per item here
+    shared, reference = load.documents(data, "pfx"), load.documents_by_point(data, "pfx")
+    assert shared.ids == reference.ids and shared.indices == reference.indices
+    assert _pairs(shared) == _pairs(reference)
+    # a slice (the loader cuts source batches into units of work) keeps its own rows' labels
+    part = data.slice(3, 11)
+    assert _pairs(load.documents(part, "pfx")) == _pairs(load.documents_by_point(part, "pfx"))
+    assert {doc["itemid"]: doc["tags"] for _, doc in _pairs(load.documents(part, "pfx"))}[1][0]["tag"] == \
+        'quote " and \\ back'
+
+
+def test_an_item_whose_labels_differ_inside_a_batch_is_written_point_by_point():
+    base = [point(clock=BASE_CLOCK + 60 * i) for i in range(4)]
+    variants = {
+        "host": [*base[:3], point(clock=BASE_CLOCK + 300, host="web01-renamed")],
+        "units": [*base[:3], point(clock=BASE_CLOCK + 300, units=None)],
+        "tag value": [*base[:3], point(clock=BASE_CLOCK + 300, tags=[{"tag": "component", "value": "disk"}])],
+        "tag count": [*base[:3], point(clock=BASE_CLOCK + 300, tags=[])],
+        "groups": [*base[:3], point(clock=BASE_CLOCK + 300, host_groups=["Linux servers", "more"])],
+    }
+    for what, rows in variants.items():
+        data = batch(rows)
+        assert load._items_of(data) is None, what
+        docs = [doc for _, doc in _pairs(load.documents(data, "pfx"))]
+        assert [{k: d[k] for k in ("host", "units", "tags", "host_groups")} for d in docs] == \
+            [{k: r[k] for k in ("host", "units", "tags", "host_groups")} for r in rows], what
