@@ -109,7 +109,8 @@ def metrics_tasks(source: str) -> None:
         from etl import ingest as pipeline
         from etl.errors import StoreError
 
-        summary = pipeline.run(_monetl.settings(), source, _monetl.window(context), progress="plain")
+        # no refresh at the end: nothing in the DAG reads behind it (etl.ingest.run)
+        summary = pipeline.run(_monetl.settings(), source, _monetl.window(context), progress="plain", refresh=False)
         if not summary.ok:  # fail the try so Airflow retries; ids make the retry converge
             raise StoreError(summary.line())
         return summary.to_dict()

@@ -62,6 +62,8 @@ def test_zabbix_metrics_runs_one_interval_end_to_end(dagbag, airflow_db, setting
         interval = Window(run.data_interval_start, run.data_interval_end)
         assert interval.duration == dt.timedelta(minutes=5)
         es = es_client(dataclasses.replace(settings, es_index_prefix=prefix))
+        # the scheduled task leaves the refresh to Elasticsearch (etl.ingest.run refresh=False)
+        es.indices.refresh(index=f"{prefix}-points-*")
         docs = scan.documents(es, prefix, "zabbix", interval.widened(before=dt.timedelta(minutes=10)), hosts=[host])
         # The interval and its 10-minute overlap: 15 values, each once.
         expected = [c for c in clocks if interval.start_s - 600 <= c < interval.end_s]
