@@ -73,6 +73,8 @@ def _document_sql() -> str:
 
 _LINE_SQL = _document_sql()
 _ITEM_SQL = f"SELECT to_json(struct_pack({_struct(ITEM_FIELDS)})) AS doc FROM items"
+# the fields of each point's own JSON (besides @timestamp), in schema order
+_POINT_FIELDS = tuple(f.name for f in point_schema() if f.name not in ITEM_FIELDS)
 
 
 @functools.lru_cache(maxsize=64)
@@ -201,18 +203,13 @@ def documents(batch: pa.RecordBatch, prefix: str) -> Documents:
     (ITEM_FIELDS) are written once per item and fields null in the whole batch once per batch;
     a batch where some item's labels differ between its points (replayed records of a renamed
     item) is written point by point, as is one with too few points an item to gain."""
-    if batch.num_rows == 0:
-        return Documents([], [], [])
-    points = batch.append_column("_index", index_names(batch, prefix))
-    items = _items_of(batch)
+    items = _items_of(batch) if batch.num_rows else None
     if items is None:
-        built = _query("points", points, _LINE_SQL)
-        return Documents._from_lines(*(_one_array(built.column(name)) for name in ("_id", "_index", "line")))
+        return documents_by_point(batch, prefix)
     first, of_row = items
-    point_fields = [f.name for f in point_schema() if f.name not in ITEM_FIELDS]
-    live = tuple(name for name in point_fields if batch.column(name).null_count < batch.num_rows)
-    nulls = "".join(f',"{name}":null' for name in point_fields if name not in live)
-    built = _query("points", points, _point_sql(live))
+    live = tuple(name for name in _POINT_FIELDS if batch.column(name).null_count < batch.num_rows)
+    nulls = "".join(f',"{name}":null' for name in _POINT_FIELDS if name not in live)
+    built = _query("points", batch.append_column("_index", index_names(batch, prefix)), _point_sql(live))
     labels = _one_array(_query("items", batch.select(list(ITEM_FIELDS)).take(pa.array(first)), _ITEM_SQL)
                         .column("doc"))
     # '{labels' + the batch's nulls + ',' per item, then '"@timestamp":...}' of each point after it
@@ -248,6 +245,7 @@ def _items_of(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray] | None:
     if itemid.null_count:
         return None
     _, first, of_row = np.unique(itemid.to_numpy(zero_copy_only=False), return_index=True, return_inverse=True)
+    of_row = of_row.reshape(-1)
     if 2 * len(first) > batch.num_rows:
         return None
     same_item = pa.array(first[of_row])
@@ -255,7 +253,7 @@ def _items_of(batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray] | None:
         column = batch.column(name)
         if not _equal(column, column.take(same_item)):
             return None
-    return first, of_row.reshape(-1)
+    return first, of_row
 
 
 def _equal(a: pa.Array, b: pa.Array) -> bool:
