@@ -33,6 +33,15 @@ ITEMS_PER_QUERY = 5000
 COUNT_ITEMS_PER_QUERY = 20_000
 
 
+def id_array(ids) -> str:
+    """SQL of an itemid array, `ARRAY[1,2,3]`, written into the statement: the same text psycopg2
+    makes of a Python list (so the same plans: an index scan per id batch), without its per-id
+    adaptation (~5 ms a 5,000-id list; a 100,000-item interval sends ~100 lists). A string literal
+    cast to bigint[] is as cheap to build but lets PostgreSQL 15 plan hashed (parallel) sequential
+    scans of the smaller history tables, measured at up to twice the server CPU."""
+    return "ARRAY[" + ",".join(str(int(i)) for i in ids) + "]" if len(ids) else "ARRAY[]::bigint[]"
+
+
 def psycopg2_errors() -> tuple[type[BaseException], ...]:
     try:
         import psycopg2
@@ -195,9 +204,8 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
         columns, table, types = self._select(value_type, resolution)
         raw = conn.connection.dbapi_connection
         with raw.cursor() as cur:
-            query = cur.mogrify(f"SELECT {columns} FROM {table} WHERE itemid = ANY(%(ids)s) "
-                                "AND clock >= %(lo)s AND clock <= %(hi)s",
-                                {"ids": list(ids), "lo": span.lo, "hi": span.hi}).decode()
+            query = cur.mogrify(f"SELECT {columns} FROM {table} WHERE itemid = ANY({id_array(ids)}) "
+                                "AND clock >= %(lo)s AND clock <= %(hi)s", {"lo": span.lo, "hi": span.hi}).decode()
         read_fd, write_fd = os.pipe()
         reader = os.fdopen(read_fd, "rb", buffering=1 << 20)
         writer = os.fdopen(write_fd, "wb", buffering=1 << 20)
@@ -277,21 +285,20 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
             raise self._fail(f"reading {window} failed", exc) from None
 
     def _count_rows(self, value_type: int, span: Span, itemids: list[int]) -> int:
-        from sqlalchemy import text
         from sqlalchemy.exc import SQLAlchemyError
 
-        query = text(f"SELECT count(*) FROM {HISTORY_TABLES[value_type]} "
-                     "WHERE itemid = ANY(:ids) AND clock >= :lo AND clock <= :hi")
+        def query(ids) -> str:  # driver SQL: a statement per id list must not fill SQLAlchemy's compiled cache
+            return (f"SELECT count(*) FROM {HISTORY_TABLES[value_type]} "
+                    f"WHERE itemid = ANY({id_array(ids)}) AND clock >= %(lo)s AND clock <= %(hi)s")
+
         try:
             with self._connect() as conn:
-                return sum(int(conn.execute(query, {"ids": chunk, "lo": span.lo, "hi": span.hi}).scalar())
+                return sum(int(conn.exec_driver_sql(query(chunk), {"lo": span.lo, "hi": span.hi}).scalar())
                            for chunk in chunks(sorted(itemids), COUNT_ITEMS_PER_QUERY))
         except (SQLAlchemyError, *psycopg2_errors()) as exc:
             raise self._fail(f"counting {HISTORY_TABLES[value_type]} [{span.lo}, {span.hi}] failed", exc) from None
 
     def count(self, window, bucket: dt.timedelta) -> dict[dt.datetime, int]:
-        from sqlalchemy import text
-
         starts = bucket_starts(window, bucket)
         counts = {s: 0 for s in starts}
         step = int(bucket.total_seconds())
@@ -299,10 +306,10 @@ class ZabbixDbSource(SqlSource, ZabbixSource):
         with self._connect() as conn:
             for value_type, resolution, span, ids in self._plans(start_s, end_s):
                 table = HISTORY_TABLES[value_type] if resolution == RAW else TREND_TABLES[value_type]
-                rows = conn.execute(text(
-                    f"SELECT clock - clock % :step AS b, count(*) AS n FROM {table} "
-                    "WHERE itemid = ANY(:ids) AND clock >= :lo AND clock <= :hi GROUP BY 1"),
-                    {"step": step, "ids": ids, "lo": span.lo, "hi": span.hi})
+                rows = conn.exec_driver_sql(
+                    f"SELECT clock - clock %% %(step)s AS b, count(*) AS n FROM {table} "
+                    f"WHERE itemid = ANY({id_array(ids)}) AND clock >= %(lo)s AND clock <= %(hi)s GROUP BY 1",
+                    {"step": step, "lo": span.lo, "hi": span.hi})
                 for b, n in rows:
                     key = dt.datetime.fromtimestamp(int(b), tz=dt.timezone.utc)
                     if key in counts:

@@ -464,3 +464,18 @@ def test_a_request_expected_to_fit_is_fetched_without_a_count_and_a_wrong_guess_
                                             estimate=lambda span, ids: 20) for r in rows]
     assert sorted(got) == sorted((i, s, 0) for s in range(600) for i in (1, 2))
     assert calls[0][0] == "fetch" and stats["over_budget"] >= 1  # the guess was wrong: cut and counted
+
+
+def test_id_array_is_the_sql_psycopg2_makes_of_a_list():
+    # Same text as psycopg2's own adaptation of a list, so PostgreSQL plans the statements as it did
+    # when the list was a bound parameter (an index scan per id batch; a '{...}'::bigint[] literal
+    # let it choose parallel hashed sequential scans instead).
+    from psycopg2.extensions import adapt
+
+    from etl.sources.zabbix_db import id_array
+
+    for ids in ([7], [44518, 44519, 97030], [2**31 + 5, 1, 2**63 - 1], list(range(100000, 105000))):
+        assert id_array(ids) == adapt(list(ids)).getquoted().decode()
+    assert id_array([]) == "ARRAY[]::bigint[]"
+    with pytest.raises((TypeError, ValueError)):
+        id_array(["1); DROP TABLE items; --"])
