@@ -36,6 +36,18 @@ def test_read_only_role_reads_but_cannot_write(postgres_service, zabbix_service,
         conn.close()
 
 
+def test_local_postgres_plans_no_parallel_workers(postgres_service, settings):
+    # the 2 cores are shared with Elasticsearch and Zabbix: see etl/services/postgres.py start()
+    conn = psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user="monetl_ro", password="monetl_ro",
+                            dbname="zabbix")
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW max_parallel_workers_per_gather")
+            assert cur.fetchone() == ("0",)
+    finally:
+        conn.close()
+
+
 def test_zabbix_up_is_idempotent(zabbix_service, settings):
     pid = int(zabbix_service.pid_file.read_text())
     again = services.ensure("zabbix", settings)
