@@ -3,6 +3,7 @@ item comes back through history.get exactly (value, clock, ns)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 
@@ -23,29 +24,30 @@ def test_postgres_up_is_idempotent(postgres_service, settings):
     assert again.healthy()
 
 
-def test_read_only_role_reads_but_cannot_write(postgres_service, zabbix_service, settings):
+@contextlib.contextmanager
+def _read_only_cursor(settings):
     conn = psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user="monetl_ro", password="monetl_ro",
                             dbname="zabbix")
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT username FROM users WHERE username = 'Admin'")
-            assert cur.fetchone() == ("Admin",)
-            with pytest.raises(psycopg2.errors.InsufficientPrivilege):
-                cur.execute("DELETE FROM history WHERE itemid = -1")
+            yield cur
     finally:
         conn.close()
+
+
+def test_read_only_role_reads_but_cannot_write(postgres_service, zabbix_service, settings):
+    with _read_only_cursor(settings) as cur:
+        cur.execute("SELECT username FROM users WHERE username = 'Admin'")
+        assert cur.fetchone() == ("Admin",)
+        with pytest.raises(psycopg2.errors.InsufficientPrivilege):
+            cur.execute("DELETE FROM history WHERE itemid = -1")
 
 
 def test_local_postgres_plans_no_parallel_workers(postgres_service, settings):
     # the 2 cores are shared with Elasticsearch and Zabbix: see etl/services/postgres.py start()
-    conn = psycopg2.connect(host="127.0.0.1", port=settings.pg_port, user="monetl_ro", password="monetl_ro",
-                            dbname="zabbix")
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SHOW max_parallel_workers_per_gather")
-            assert cur.fetchone() == ("0",)
-    finally:
-        conn.close()
+    with _read_only_cursor(settings) as cur:
+        cur.execute("SHOW max_parallel_workers_per_gather")
+        assert cur.fetchone() == ("0",)
 
 
 def test_zabbix_up_is_idempotent(zabbix_service, settings):
